@@ -1,0 +1,51 @@
+"""Start taxi's ASGI server the way its configuration asks for.
+
+On the embedded default (no REDIS_URL) the channel layer lives in one process, so one
+worker serves; with REDIS_URL set the workers share Redis and PostgreSQL and their
+number comes from WEB_CONCURRENCY (default: one per core).
+"""
+
+import os
+import sys
+
+import uvicorn
+
+
+def worker_count() -> int:
+    if not os.environ.get("REDIS_URL"):
+        if int(os.environ.get("WEB_CONCURRENCY") or 1) > 1:
+            print("WEB_CONCURRENCY ignored: without REDIS_URL taxi runs one process.")
+        return 1
+    return int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+
+
+def main() -> None:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    workers = worker_count()
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    print(
+        f"taxi is serving on http://{shown_host}:{port}/ ({workers} worker(s)). "
+        f"API docs: http://{shown_host}:{port}/api/docs/  WebSocket: ws://{shown_host}:{port}/taxi/",
+        flush=True,
+    )
+    uvicorn.run(
+        "config.asgi:application",
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        # Per-message deflate costs ~100 KB of zlib state per socket; positions and trip
+        # events are small, so compression would buy little and cost most of the memory.
+        ws_per_message_deflate=False,
+        proxy_headers=True,
+        lifespan="off",
+        log_level=os.environ.get("UVICORN_LOG_LEVEL", "info"),
+        access_log=os.environ.get("ACCESS_LOG", "0") == "1",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

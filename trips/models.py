@@ -1,0 +1,119 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Trip(models.Model):
+    class Status(models.TextChoices):
+        REQUESTED = "REQUESTED"
+        STARTED = "STARTED"  # a driver accepted and is on the way
+        IN_PROGRESS = "IN_PROGRESS"  # the rider is on board
+        COMPLETED = "COMPLETED"
+        CANCELED = "CANCELED"
+
+    class CancelReason(models.TextChoices):
+        RIDER = "rider", "Canceled by the rider"
+        NO_DRIVER_FOUND = "no_driver_found", "No driver accepted in time"
+
+    ACTIVE_STATUSES = (Status.REQUESTED, Status.STARTED, Status.IN_PROGRESS)
+    DRIVER_ACTIVE_STATUSES = (Status.STARTED, Status.IN_PROGRESS)
+    FINAL_STATUSES = (Status.COMPLETED, Status.CANCELED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    pick_up_address = models.CharField(max_length=255)
+    drop_off_address = models.CharField(max_length=255)
+    pick_up_lat = models.FloatField(null=True, blank=True)
+    pick_up_lng = models.FloatField(null=True, blank=True)
+    drop_off_lat = models.FloatField(null=True, blank=True)
+    drop_off_lng = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED)
+    rider = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trips_as_rider"
+    )
+    driver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="trips_as_driver",
+    )
+    # When each status was last entered.
+    requested_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    picked_up_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=20, choices=CancelReason.choices, blank=True)
+    # The client's own id for its request, so that a retried request makes one trip.
+    request_id = models.CharField(max_length=64, blank=True)
+    distance_m = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["status", "-created"], name="trip_status_created"),
+            models.Index(fields=["rider", "-created"], name="trip_rider_created"),
+            models.Index(fields=["driver", "-created"], name="trip_driver_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rider"],
+                condition=Q(status__in=["REQUESTED", "STARTED", "IN_PROGRESS"]),
+                name="trip_one_active_per_rider",
+            ),
+            models.UniqueConstraint(
+                fields=["driver"],
+                condition=Q(status__in=["STARTED", "IN_PROGRESS"]),
+                name="trip_one_active_per_driver",
+            ),
+            models.UniqueConstraint(
+                fields=["rider", "request_id"],
+                condition=~Q(request_id=""),
+                name="trip_request_id_unique_per_rider",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="REQUESTED", driver__isnull=True)
+                | Q(status__in=["STARTED", "IN_PROGRESS", "COMPLETED"], driver__isnull=False)
+                | Q(status="CANCELED"),
+                name="trip_driver_matches_status",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(pick_up_lat__isnull=True, pick_up_lng__isnull=True)
+                    | Q(
+                        pick_up_lat__gte=-90,
+                        pick_up_lat__lte=90,
+                        pick_up_lng__gte=-180,
+                        pick_up_lng__lte=180,
+                    )
+                ),
+                name="trip_pick_up_coordinates_valid",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(drop_off_lat__isnull=True, drop_off_lng__isnull=True)
+                    | Q(
+                        drop_off_lat__gte=-90,
+                        drop_off_lat__lte=90,
+                        drop_off_lng__gte=-180,
+                        drop_off_lng__lte=180,
+                    )
+                ),
+                name="trip_drop_off_coordinates_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pick_up_address} → {self.drop_off_address} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def has_pick_up_point(self) -> bool:
+        return self.pick_up_lat is not None and self.pick_up_lng is not None
