@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "trips",
     "realtime",
+    "dispatch",
 ]
 
 MIDDLEWARE = [
@@ -249,3 +250,24 @@ LOGGING = {
 
 # Log-in attempts per client address ("" turns the limit off, e.g. for benchmarks).
 LOGIN_THROTTLE_RATE = os.environ.get("LOGIN_THROTTLE_RATE", "30/minute")
+
+# --- Dispatch and tracking ---------------------------------------------------------------
+# Offers go to the DISPATCH_DRIVERS nearest available drivers within DISPATCH_RADIUS_M of
+# the pick-up point; after DISPATCH_OFFER_SECONDS without an accept the radius grows by
+# DISPATCH_RADIUS_STEP_M, up to DISPATCH_MAX_RADIUS_M, and then the rider is told that no
+# driver was found.
+DISPATCH_RADIUS_M = env_float("DISPATCH_RADIUS_M", 5_000)
+DISPATCH_RADIUS_STEP_M = env_float("DISPATCH_RADIUS_STEP_M", 5_000)
+DISPATCH_MAX_RADIUS_M = env_float("DISPATCH_MAX_RADIUS_M", 15_000)
+DISPATCH_DRIVERS = env_int("DISPATCH_DRIVERS", 10)
+DISPATCH_OFFER_SECONDS = env_float("DISPATCH_OFFER_SECONDS", 15)
+# A driver whose positions stop arriving for this long drops out of availability.
+DRIVER_POSITION_TTL_SECONDS = env_float("DRIVER_POSITION_TTL_SECONDS", 30)
+# New drivers need a staff member's approval before they can go online.
+DRIVER_APPROVAL_REQUIRED = env_bool("DRIVER_APPROVAL_REQUIRED", not DEBUG)
+# Validation of reported positions.
+POSITION_MAX_SPEED_KMH = env_float("POSITION_MAX_SPEED_KMH", 250)
+POSITION_MAX_AGE_SECONDS = env_float("POSITION_MAX_AGE_SECONDS", 30)
+POSITION_MAX_FUTURE_SECONDS = env_float("POSITION_MAX_FUTURE_SECONDS", 5)
+POSITION_MAX_ACCURACY_M = env_float("POSITION_MAX_ACCURACY_M", 100)
+POSITION_MIN_INTERVAL_SECONDS = env_float("POSITION_MIN_INTERVAL_SECONDS", 0.5)
