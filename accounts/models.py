@@ -18,6 +18,8 @@ class User(AbstractUser):
     # Django auth group so that reading it never costs a join.
     role = models.CharField(max_length=10, choices=Role.choices, blank=True, db_index=True)
     photo = models.ImageField(upload_to="photos/", blank=True)
+    # Set by staff; drivers need it to go online when DRIVER_APPROVAL_REQUIRED is on.
+    driver_approved_at = models.DateTimeField(null=True, blank=True)
 
     objects = TaxiUserManager()
 
@@ -37,6 +39,10 @@ class User(AbstractUser):
     @property
     def is_driver(self) -> bool:
         return self.role == self.Role.DRIVER
+
+    @property
+    def is_approved_driver(self) -> bool:
+        return self.is_driver and self.driver_approved_at is not None
 
     @property
     def photo_url(self) -> str | None:

@@ -24,9 +24,13 @@ class DomainError(Exception):
     def as_dict(self) -> dict:
         return {"code": self.code, "message": self.message}
 
+    def context(self) -> dict:
+        """What else the client should know (e.g. the current state of the thing)."""
+        return {}
+
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        body = {exc.field or "__all__": [exc.message], "code": exc.code}
+        body = {exc.field or "__all__": [exc.message], "code": exc.code, **exc.context()}
         return Response(body, status=exc.http_status)
     return drf_exception_handler(exc, context)

@@ -1,10 +1,18 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import viewsets
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
 
+from trips import services
 from trips.models import Trip
 from trips.selectors import trips_visible_to
-from trips.serializers import TripListQuerySerializer, TripSerializer
+from trips.serializers import (
+    TripAdvanceSerializer,
+    TripListQuerySerializer,
+    TripRequestSerializer,
+    TripSerializer,
+)
 
 
 class TripPagination(LimitOffsetPagination):
@@ -16,7 +24,7 @@ class TripPagination(LimitOffsetPagination):
 @extend_schema_view(
     list=extend_schema(parameters=[OpenApiParameter("status", enum=Trip.Status.values)])
 )
-class TripViewSet(viewsets.ReadOnlyModelViewSet):
+class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TripSerializer
     pagination_class = TripPagination
     lookup_value_regex = "[0-9a-f-]{36}"
@@ -26,6 +34,43 @@ class TripViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action == "list":
             query = TripListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
-            if status := query.validated_data.get("status"):
-                trips = trips.filter(status=status)
+            if wanted := query.validated_data.get("status"):
+                trips = trips.filter(status=wanted)
         return trips.order_by("-created")
+
+    @extend_schema(
+        request=TripRequestSerializer,
+        responses={201: TripSerializer, 200: TripSerializer},
+        description="Request a trip as the authenticated rider. A repeated `request_id` "
+        "returns the trip the first request made (200) instead of making another.",
+    )
+    def create(self, request):
+        form = TripRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        trip, created = services.trip_request(rider=request.user, **form.validated_data)
+        return Response(
+            TripSerializer(trip).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(request=None, responses=TripSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        trip = services.trip_accept(trip_id=pk, driver=request.user)
+        return Response(TripSerializer(trip).data)
+
+    @extend_schema(request=TripAdvanceSerializer, responses=TripSerializer)
+    @action(detail=True, methods=["post"])
+    def advance(self, request, pk=None):
+        form = TripAdvanceSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        trip = services.trip_advance(
+            trip_id=pk, driver=request.user, status=form.validated_data["status"]
+        )
+        return Response(TripSerializer(trip).data)
+
+    @extend_schema(request=None, responses=TripSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        trip = services.trip_cancel(trip_id=pk, user=request.user)
+        return Response(TripSerializer(trip).data)

@@ -38,3 +38,27 @@ class TripSerializer(serializers.ModelSerializer):
 
 class TripListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Trip.Status.choices, required=False)
+
+
+class TripRequestSerializer(serializers.Serializer):
+    """What a rider may say when requesting a trip (REST and both socket protocols)."""
+
+    pick_up_address = serializers.CharField(max_length=255)
+    drop_off_address = serializers.CharField(max_length=255)
+    pick_up_lat = serializers.FloatField(min_value=-90, max_value=90, required=False)
+    pick_up_lng = serializers.FloatField(min_value=-180, max_value=180, required=False)
+    drop_off_lat = serializers.FloatField(min_value=-90, max_value=90, required=False)
+    drop_off_lng = serializers.FloatField(min_value=-180, max_value=180, required=False)
+    request_id = serializers.CharField(max_length=64, required=False, allow_blank=False)
+
+    def validate(self, attrs):
+        for point in ("pick_up", "drop_off"):
+            given = [f"{point}_{axis}" in attrs for axis in ("lat", "lng")]
+            if any(given) and not all(given):
+                missing = f"{point}_lng" if given[0] else f"{point}_lat"
+                raise serializers.ValidationError({missing: ["Give both lat and lng, or neither."]})
+        return attrs
+
+
+class TripAdvanceSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED])

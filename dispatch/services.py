@@ -1,0 +1,19 @@
+"""Who is offered a trip request, and who is told when the offer closes.
+
+Every driver open for requests is offered every request: drivers whose socket says they
+are (a course-protocol socket, or a native socket that went online) and who are not on a
+trip belong to the channel-layer group of available drivers.
+"""
+
+from realtime.delivery import AVAILABLE_DRIVERS, deliver_on_commit, to_group
+from trips.events import Origin, TripEvent, trip_message
+from trips.models import Trip
+
+
+def trip_offer(*, trip: Trip, payload: dict, origin: Origin | None = None) -> None:
+    deliver_on_commit([to_group(AVAILABLE_DRIVERS, trip_message(TripEvent.OFFERED, payload))])
+
+
+def trip_offers_close(*, trip: Trip, payload: dict, kind: TripEvent) -> None:
+    """Tell the drivers the request was offered to that it is gone (`kind` says why)."""
+    deliver_on_commit([to_group(AVAILABLE_DRIVERS, trip_message(kind, payload))])

@@ -1,0 +1,61 @@
+"""Addressing over the channel layer, and delivery after commit.
+
+Recipients are channel-layer groups: one per user (all of that user's sockets, so
+several devices stay in step and a reconnecting socket gets every later event), one per
+log-in session (so log-out can close exactly that session's sockets), and the group of
+drivers open for requests. Delivery is at most once: a client that misses a message
+resynchronises from the snapshot it gets on connecting, or from the REST API.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+AVAILABLE_DRIVERS = "drivers.available"
+
+# A message for a group or a single channel: ("group", name, message) or
+# ("channel", name, message).
+Delivery = tuple[str, str, dict]
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def session_group(session_id: str) -> str:
+    return f"session.{session_id}"
+
+
+def to_group(name: str, message: dict) -> Delivery:
+    return ("group", name, message)
+
+
+def to_channel(name: str, message: dict) -> Delivery:
+    return ("channel", name, message)
+
+
+async def deliver(deliveries: Iterable[Delivery]) -> None:
+    layer = get_channel_layer()
+    sends = [
+        layer.group_send(name, message) if kind == "group" else layer.send(name, message)
+        for kind, name, message in deliveries
+    ]
+    for result in await asyncio.gather(*sends, return_exceptions=True):
+        if isinstance(result, Exception):
+            logger.warning("A delivery failed: %r", result)
+
+
+def deliver_on_commit(deliveries: list[Delivery]) -> None:
+    """Deliver once the current transaction commits (at once outside a transaction).
+
+    Nothing is ever sent for a change that is rolled back, and a failure to deliver
+    never undoes a change that was made.
+    """
+    if deliveries:
+        transaction.on_commit(lambda: async_to_sync(deliver)(deliveries), robust=True)

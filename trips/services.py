@@ -1,0 +1,233 @@
+"""The trip lifecycle: every change to a trip goes through one of these functions.
+
+    REQUESTED --accept--> STARTED --advance--> IN_PROGRESS --advance--> COMPLETED
+    REQUESTED or STARTED --rider cancels--> CANCELED
+    STARTED --driver cancels--> REQUESTED (offered to other drivers again)
+    REQUESTED --dispatch finds no driver--> CANCELED
+
+Races are settled by the database: each change is a conditional UPDATE (or a row lock)
+on the state it starts from, so of two drivers accepting the same trip exactly one
+updates a row; partial unique constraints keep riders and drivers to one active trip.
+Events are delivered only after the change commits.
+"""
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from dispatch import services as dispatch
+from realtime.delivery import deliver_on_commit
+from trips import errors
+from trips.events import (
+    Origin,
+    TripEvent,
+    to_origin_only,
+    to_parties,
+    trip_message,
+    trip_payload,
+)
+from trips.models import Trip
+from trips.selectors import trips_visible_to
+
+Status = Trip.Status
+
+# For each status a driver may advance a trip to, the status it must be in.
+ADVANCE_FROM = {Status.IN_PROGRESS: Status.STARTED, Status.COMPLETED: Status.IN_PROGRESS}
+ADVANCE_STAMP = {Status.IN_PROGRESS: "picked_up_at", Status.COMPLETED: "completed_at"}
+
+
+def _trip(trip_id) -> Trip | None:
+    return Trip.objects.select_related("rider", "driver").filter(id=trip_id).first()
+
+
+def _visible_trip(user: User, trip_id) -> Trip | None:
+    return trips_visible_to(user).filter(id=trip_id).first()
+
+
+def _active_trip_of_rider(rider: User) -> Trip | None:
+    return (
+        Trip.objects.select_related("rider", "driver")
+        .filter(rider=rider, status__in=Trip.ACTIVE_STATUSES)
+        .first()
+    )
+
+
+@transaction.atomic
+def trip_request(
+    *,
+    rider: User,
+    pick_up_address: str,
+    drop_off_address: str,
+    pick_up_lat: float | None = None,
+    pick_up_lng: float | None = None,
+    drop_off_lat: float | None = None,
+    drop_off_lng: float | None = None,
+    request_id: str = "",
+    origin: Origin | None = None,
+) -> tuple[Trip, bool]:
+    """Open a request for `rider`; returns the trip and whether it is new.
+
+    A repeated `request_id` returns the trip the first request made, and only the
+    asking socket hears of it again: a retry after a lost reply makes no second trip.
+    """
+    if not rider.is_rider:
+        raise errors.RoleRequired("Only riders can request trips.")
+    if request_id and (earlier := _earlier_request(rider, request_id)):
+        deliver_on_commit(
+            to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
+        )
+        return earlier, False
+    if active := _active_trip_of_rider(rider):
+        raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
+    try:
+        with transaction.atomic():
+            trip = Trip.objects.create(
+                rider=rider,
+                pick_up_address=pick_up_address,
+                drop_off_address=drop_off_address,
+                pick_up_lat=pick_up_lat,
+                pick_up_lng=pick_up_lng,
+                drop_off_lat=drop_off_lat,
+                drop_off_lng=drop_off_lng,
+                request_id=request_id,
+            )
+    except IntegrityError as error:
+        # A concurrent request from the same rider won the race for the constraint.
+        if request_id and (earlier := _earlier_request(rider, request_id)):
+            return earlier, False
+        raise errors.RiderHasActiveTrip(
+            "You already have an active trip.", trip=_active_trip_of_rider(rider)
+        ) from error
+    trip = _trip(trip.id)
+    payload = trip_payload(trip)
+    deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
+    dispatch.trip_offer(trip=trip, payload=payload, origin=origin)
+    return trip, True
+
+
+def _earlier_request(rider: User, request_id: str) -> Trip | None:
+    return (
+        Trip.objects.select_related("rider", "driver")
+        .filter(rider=rider, request_id=request_id)
+        .first()
+    )
+
+
+def _require_available_driver(driver: User, trip_id) -> None:
+    if not driver.is_driver:
+        raise errors.RoleRequired(
+            "Only drivers can accept trips.", trip=_visible_trip(driver, trip_id)
+        )
+    if settings.DRIVER_APPROVAL_REQUIRED and not driver.is_approved_driver:
+        raise errors.DriverNotApproved(
+            "Your account has not been approved for driving yet.",
+            trip=_visible_trip(driver, trip_id),
+        )
+    busy = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES)
+    if busy.exists():
+        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id))
+
+
+@transaction.atomic
+def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
+    """`driver` takes a requested trip. Of drivers racing for it, exactly one wins."""
+    _require_available_driver(driver, trip_id)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            won = Trip.objects.filter(id=trip_id, status=Status.REQUESTED).update(
+                status=Status.STARTED, driver=driver, accepted_at=now, updated=now
+            )
+    except IntegrityError as error:
+        # This driver won another trip in the same instant.
+        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id)) from error
+    trip = _trip(trip_id)
+    if trip is None:
+        raise errors.TripNotFound("No such trip.")
+    if not won:
+        # The driver saw this request when it was offered, so they may see who has it now.
+        raise errors.TripNotAvailable(
+            "Another driver has already accepted this trip."
+            if trip.driver_id
+            else "This trip is no longer requested.",
+            trip=trip,
+        )
+    payload = trip_payload(trip)
+    deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))
+    dispatch.trip_offers_close(trip=trip, payload=payload, kind=TripEvent.TAKEN)
+    return trip
+
+
+@transaction.atomic
+def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = None) -> Trip:
+    """The assigned driver picks the rider up (IN_PROGRESS), then drops them off."""
+    if status not in ADVANCE_FROM:
+        raise errors.StatusOutOfOrder(
+            f"A driver can move a trip to {' or '.join(ADVANCE_FROM)}, not {status}.",
+            trip=_visible_trip(driver, trip_id),
+        )
+    now = timezone.now()
+    advanced = Trip.objects.filter(id=trip_id, driver=driver, status=ADVANCE_FROM[status]).update(
+        status=status, updated=now, **{ADVANCE_STAMP[status]: now}
+    )
+    if not advanced:
+        trip = _visible_trip(driver, trip_id)
+        if trip is None:
+            raise errors.TripNotFound("No such trip.")
+        if trip.driver_id != driver.id:
+            raise errors.NotYourTrip("Only the trip's driver can do that.", trip=trip)
+        raise errors.StatusOutOfOrder(f"A {trip.status} trip cannot become {status}.", trip=trip)
+    trip = _trip(trip_id)
+    deliver_on_commit(to_parties(trip, trip_message(TripEvent.UPDATED, trip_payload(trip), origin)))
+    return trip
+
+
+@transaction.atomic
+def trip_cancel(*, trip_id, user: User, origin: Origin | None = None) -> Trip:
+    """The rider cancels before pick-up; the assigned driver drops out before pick-up,
+    which opens the request to other drivers again."""
+    trip = Trip.objects.select_for_update(of=("self",)).filter(id=trip_id).first()
+    if trip is None or not trips_visible_to(user).filter(id=trip_id).exists():
+        raise errors.TripNotFound("No such trip.")
+    if trip.rider_id == user.id:
+        return _rider_cancel(trip, origin)
+    if trip.driver_id == user.id:
+        return _driver_drop_out(trip, origin)
+    raise errors.NotYourTrip("Only the trip's rider or driver can cancel it.", trip=_trip(trip_id))
+
+
+def _rider_cancel(trip: Trip, origin: Origin | None) -> Trip:
+    if trip.status not in (Status.REQUESTED, Status.STARTED):
+        raise errors.StatusOutOfOrder(
+            f"A {trip.status} trip can no longer be canceled.", trip=_trip(trip.id)
+        )
+    was_requested = trip.status == Status.REQUESTED
+    trip.status = Status.CANCELED
+    trip.canceled_at = timezone.now()
+    trip.cancel_reason = Trip.CancelReason.RIDER
+    trip.save(update_fields=["status", "canceled_at", "cancel_reason", "updated"])
+    trip = _trip(trip.id)
+    payload = trip_payload(trip)
+    deliver_on_commit(to_parties(trip, trip_message(TripEvent.CANCELED, payload, origin)))
+    if was_requested:
+        dispatch.trip_offers_close(trip=trip, payload=payload, kind=TripEvent.CANCELED)
+    return trip
+
+
+def _driver_drop_out(trip: Trip, origin: Origin | None) -> Trip:
+    if trip.status != Status.STARTED:
+        raise errors.StatusOutOfOrder(
+            f"A driver cannot cancel a {trip.status} trip.", trip=_trip(trip.id)
+        )
+    former_driver = trip.driver_id
+    trip.status = Status.REQUESTED
+    trip.driver = None
+    trip.accepted_at = None
+    trip.save(update_fields=["status", "driver", "accepted_at", "updated"])
+    trip = _trip(trip.id)
+    payload = trip_payload(trip)
+    message = trip_message(TripEvent.UPDATED, payload, origin)
+    deliver_on_commit(to_parties(trip, message, also=(former_driver,)))
+    dispatch.trip_offer(trip=trip, payload=payload, origin=None)
+    return trip
