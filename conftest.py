@@ -97,6 +97,27 @@ def pytest_sessionfinish(session, exitstatus):
             client.delete(*keys[start : start + 500])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released_at_the_end(django_db_setup, django_db_blocker):
+    """Release the test database before pytest-django drops it: worker threads of the
+    async tests may still hold pooled connections, and PostgreSQL will not drop a
+    database that is in use."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():
+        if connection.pool is not None:
+            connection.close_pool()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
     # Real hashing costs ~0.3 s a password; these tests are about the rules, not PBKDF2.

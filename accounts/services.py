@@ -1,12 +1,14 @@
 from django.contrib.auth import logout
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import sessions
 from accounts.errors import InvalidRefreshToken, UsernameTaken
 from accounts.models import User
+from realtime.delivery import SESSION_END, deliver_on_commit, session_group, to_group, user_group
 
 
 def user_sign_up(
@@ -70,6 +72,7 @@ def session_tokens_issue(*, user: User) -> dict[str, str]:
 
 def user_log_out(*, request, user: User, refresh: str | None) -> None:
     """End the log-in session of `refresh` (its tokens, its sockets) and the web session."""
+    ended = [sessions.web_session_id(request.session.session_key)]
     if refresh:
         try:
             token = RefreshToken(refresh)
@@ -81,4 +84,20 @@ def user_log_out(*, request, user: User, refresh: str | None) -> None:
         sid = token.get(sessions.SESSION_CLAIM)
         if sid:
             sessions.revoke(sid)
+            ended.append(sid)
     logout(request)
+    deliver_on_commit(
+        [to_group(session_group(sid), SESSION_END) for sid in ended if sid is not None]
+    )
+
+
+def user_sockets_close(*, user: User) -> None:
+    """Close every socket of `user`, e.g. when staff deactivate the account."""
+    deliver_on_commit([to_group(user_group(user.pk), SESSION_END)])
+
+
+def drivers_approve(*, drivers) -> int:
+    """Approve the not yet approved drivers among `drivers`; returns how many."""
+    return drivers.filter(role=User.Role.DRIVER, driver_approved_at__isnull=True).update(
+        driver_approved_at=timezone.now()
+    )

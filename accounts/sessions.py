@@ -18,6 +18,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def web_session_id(session_key: str | None) -> str | None:
+    """The session id of a browser logged in with a cookie rather than a JWT."""
+    return f"web-{session_key}" if session_key else None
+
+
 def _key(sid: str) -> str:
     return f"revoked-session:{sid}"
 

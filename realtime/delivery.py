@@ -18,6 +18,8 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 AVAILABLE_DRIVERS = "drivers.available"
+# Tells every socket that receives it to close: its session or its user is no more.
+SESSION_END = {"type": "session.end"}
 
 # A message for a group or a single channel: ("group", name, message) or
 # ("channel", name, message).

@@ -11,7 +11,6 @@ updates a row; partial unique constraints keep riders and drivers to one active 
 Events are delivered only after the change commits.
 """
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -115,15 +114,11 @@ def _earlier_request(rider: User, request_id: str) -> Trip | None:
 
 
 def _require_available_driver(driver: User, trip_id) -> None:
-    if not driver.is_driver:
-        raise errors.RoleRequired(
-            "Only drivers can accept trips.", trip=_visible_trip(driver, trip_id)
-        )
-    if settings.DRIVER_APPROVAL_REQUIRED and not driver.is_approved_driver:
-        raise errors.DriverNotApproved(
-            "Your account has not been approved for driving yet.",
-            trip=_visible_trip(driver, trip_id),
-        )
+    try:
+        dispatch.driver_online_check(driver)
+    except errors.TripError as error:
+        error.trip = _visible_trip(driver, trip_id)
+        raise
     busy = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES)
     if busy.exists():
         raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id))

@@ -1,0 +1,69 @@
+"""Who is at the other end of a WebSocket handshake.
+
+`?token=` (an access JWT, the course's way) and `?ticket=` (a one-time ticket) take
+precedence over the session cookie; a token or ticket that does not check out leaves the
+socket anonymous, so the consumer refuses the handshake. The result is `scope["user"]`
+and `scope["auth"]`, which says when the credentials expire and which log-in session
+they belong to.
+"""
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.contrib.auth.models import AnonymousUser
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+from accounts import sessions
+from accounts.authentication import RevocableJWTAuthentication
+from accounts.models import User
+from realtime.tickets import ticket_redeem
+
+
+@dataclass(frozen=True)
+class SocketAuth:
+    session_id: str | None = None
+    expires_at: float | None = None
+
+
+@database_sync_to_async
+def _from_token(raw: str) -> tuple[User, SocketAuth] | None:
+    authentication = RevocableJWTAuthentication()
+    try:
+        token = authentication.get_validated_token(raw)
+        user = authentication.get_user(token)
+    except (InvalidToken, AuthenticationFailed, TokenError):
+        return None
+    return user, SocketAuth(token.get(sessions.SESSION_CLAIM), float(token["exp"]))
+
+
+@database_sync_to_async
+def _from_ticket(ticket: str) -> tuple[User, SocketAuth] | None:
+    grant = ticket_redeem(ticket)
+    if grant is None or sessions.is_revoked(grant.session_id):
+        return None
+    user = User.objects.filter(pk=grant.user_id, is_active=True).first()
+    if user is None:
+        return None
+    return user, SocketAuth(grant.session_id, grant.expires_at)
+
+
+class SocketAuthMiddleware(BaseMiddleware):
+    """Runs inside Channels' session AuthMiddlewareStack, which has set the session user."""
+
+    async def __call__(self, scope, receive, send):
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        scope = dict(scope)
+        if "token" in query or "ticket" in query:
+            if "token" in query:
+                found = await _from_token(query["token"][0])
+            else:
+                found = await _from_ticket(query["ticket"][0])
+            scope["user"], scope["auth"] = found or (AnonymousUser(), SocketAuth())
+        else:
+            session = scope.get("session")
+            session_key = session.session_key if session is not None else None
+            scope["auth"] = SocketAuth(session_id=sessions.web_session_id(session_key))
+        return await super().__call__(scope, receive, send)

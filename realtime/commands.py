@@ -1,0 +1,77 @@
+"""Carrying out a socket's trip commands through the trip services (on a worker thread)."""
+
+from accounts.models import User
+from realtime.protocols import (
+    AcceptTrip,
+    AdvanceTrip,
+    CancelTrip,
+    Command,
+    CourseUpdateTrip,
+    RequestTrip,
+    user_id_of,
+)
+from trips import errors, services
+from trips.events import Origin
+from trips.models import Trip
+from trips.selectors import trips_visible_to
+
+
+class SessionEnded(Exception):
+    """The socket's user was deactivated or deleted since it connected."""
+
+
+def acting_user(user_id: int) -> User:
+    """The user as the database has them now: rights are checked on every message."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise SessionEnded
+    return user
+
+
+def command_execute(user_id: int, command: Command, origin: Origin) -> None:
+    user = acting_user(user_id)
+    match command:
+        case RequestTrip():
+            services.trip_request(
+                rider=user, **command.fields, request_id=command.request_id or "", origin=origin
+            )
+        case AcceptTrip():
+            services.trip_accept(trip_id=command.trip_id, driver=user, origin=origin)
+        case AdvanceTrip():
+            services.trip_advance(
+                trip_id=command.trip_id, driver=user, status=command.status, origin=origin
+            )
+        case CancelTrip():
+            services.trip_cancel(trip_id=command.trip_id, user=user, origin=origin)
+        case CourseUpdateTrip():
+            _course_update(user, command, origin)
+        case _:
+            raise TypeError(f"Not a trip command: {command!r}")
+
+
+def _course_update(user: User, command: CourseUpdateTrip, origin: Origin) -> None:
+    """A course client's `update.trip`: the status it names is the step it asks for.
+
+    The parties it names are claims to check, never values to apply.
+    """
+    trip = trips_visible_to(user).filter(id=command.trip_id).first()
+    if trip is not None:
+        claimed_rider = user_id_of(command.claims.rider)
+        if claimed_rider is not None and claimed_rider != str(trip.rider_id):
+            raise errors.FieldNotAllowed(
+                "A trip's rider cannot be changed.", field="rider", trip=trip
+            )
+        claimed_driver = user_id_of(command.claims.driver)
+        if claimed_driver is not None and claimed_driver != str(user.id):
+            raise errors.FieldNotAllowed(
+                "You can only name yourself as the driver.", field="driver", trip=trip
+            )
+    match command.status:
+        case Trip.Status.STARTED:
+            services.trip_accept(trip_id=command.trip_id, driver=user, origin=origin)
+        case Trip.Status.CANCELED:
+            services.trip_cancel(trip_id=command.trip_id, user=user, origin=origin)
+        case _:
+            services.trip_advance(
+                trip_id=command.trip_id, driver=user, status=command.status, origin=origin
+            )

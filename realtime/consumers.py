@@ -1,0 +1,238 @@
+"""The /taxi/ socket: one consumer for both dialects.
+
+The consumer authenticates, reads frames into commands, hands trip commands to the trip
+services on a worker thread, and turns channel-layer events into its protocol's
+messages. It keeps only what it must to route events: whether its driver is open for
+requests and which trip they are driving.
+"""
+
+import asyncio
+import json
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from accounts.models import User
+from accounts.serializers import UserSerializer
+from config.exceptions import DomainError
+from dispatch import services as dispatch
+from realtime.auth import SocketAuth
+from realtime.commands import SessionEnded, acting_user, command_execute
+from realtime.delivery import AVAILABLE_DRIVERS, session_group, user_group
+from realtime.limits import MessageRate, sockets_per_user
+from realtime.protocols import (
+    NATIVE_SUBPROTOCOL,
+    Command,
+    CourseProtocol,
+    Echo,
+    NativeProtocol,
+    ProtocolError,
+    SetOnline,
+)
+from trips.events import Origin, TripEvent, trip_payload
+from trips.models import Trip
+from trips.selectors import trips_active_for
+
+logger = logging.getLogger(__name__)
+
+# Closed because the credentials ended: expired token, logged out, deactivated.
+CLOSE_SESSION_ENDED = 4001
+CLOSE_TOO_BIG = 1009
+
+
+def db(function):
+    """ORM work off the event loop, on the thread pool rather than one shared thread, so
+    one socket's query never queues behind every other socket's."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+class InternalError(DomainError):
+    code = "internal"
+
+
+def _connection_state(user: User) -> dict:
+    trips = list(trips_active_for(user))
+    driving = next(
+        (
+            str(trip.id)
+            for trip in trips
+            if trip.driver_id == user.id and trip.status in Trip.DRIVER_ACTIVE_STATUSES
+        ),
+        None,
+    )
+    return {
+        "user": UserSerializer(user).data,
+        "trips": [trip_payload(trip) for trip in trips],
+        "driving": driving,
+    }
+
+
+def _may_go_online(user: User) -> bool:
+    try:
+        dispatch.driver_online_check(user)
+    except DomainError:
+        return False
+    return True
+
+
+class TripConsumer(AsyncWebsocketConsumer):
+    user: User | None = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not (user.is_rider or user.is_driver):
+            await self.close()
+            return
+        if not sockets_per_user.admit(user.id, settings.WEBSOCKET_MAX_SOCKETS_PER_USER):
+            await self.close()
+            return
+        self.user = user
+        self.joined: set[str] = set()
+        self.expiry: asyncio.TimerHandle | None = None
+        self.rate = MessageRate(
+            settings.WEBSOCKET_MESSAGES_PER_SECOND, settings.WEBSOCKET_MESSAGE_BURST
+        )
+        subprotocols = self.scope.get("subprotocols") or []
+        self.protocol = NativeProtocol() if NATIVE_SUBPROTOCOL in subprotocols else CourseProtocol()
+        auth: SocketAuth = self.scope.get("auth") or SocketAuth()
+
+        await self.accept(subprotocol=self.protocol.subprotocol)
+        # Join before reading the state, so no change can fall between the two.
+        await self._join(user_group(user.id))
+        if auth.session_id:
+            await self._join(session_group(auth.session_id))
+        state = await db(_connection_state)(user)
+        self.driving: str | None = state["driving"]
+        self.dropped: str | None = None
+        self.online = (
+            user.is_driver
+            and self.protocol.drivers_online_on_connect
+            and await db(_may_go_online)(user)
+        )
+        await self._sync_availability()
+        snapshot = self.protocol.snapshot(
+            user=state["user"], trips=state["trips"], online=self.online
+        )
+        if snapshot is not None:
+            await self._send(snapshot)
+        if auth.expires_at is not None:
+            delay = max(0.0, auth.expires_at - time.time())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._credentials_expired)
+
+    async def disconnect(self, code):
+        if self.user is None:
+            return
+        if self.expiry is not None:
+            self.expiry.cancel()
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        sockets_per_user.release(self.user.id)
+        self.user = None
+
+    # --- From the client ------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.user is None:
+            return
+        if text_data is None:
+            await self._refuse(ProtocolError("Send JSON in text frames."), None)
+            return
+        if len(text_data.encode()) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self.rate.allow():
+            await self._refuse(
+                ProtocolError("Too many messages; slow down.", code="rate_limited"), None
+            )
+            return
+        command = None
+        try:
+            command = self.protocol.parse(text_data, user_id=self.user.id)
+            await self._execute(command)
+        except ProtocolError as error:
+            await self._refuse(error, error.request or command)
+        except DomainError as error:
+            await self._refuse(error, command)
+        except SessionEnded:
+            await self.close(code=CLOSE_SESSION_ENDED)
+        except Exception:
+            logger.exception("Failed to handle a message from user %s", self.user.id)
+            await self._refuse(InternalError("The server failed; nothing was changed."), command)
+
+    async def _execute(self, command: Command) -> None:
+        match command:
+            case Echo():
+                await self._send(self.protocol.echo(command))
+            case SetOnline(online=online):
+                if online:
+                    await db(lambda: dispatch.driver_online_check(acting_user(self.user.id)))()
+                self.online = online
+                await self._sync_availability()
+                reply = self.protocol.driver_status(self.online, command.request_id)
+                if reply is not None:
+                    await self._send(reply)
+            case _:
+                origin = Origin(self.channel_name, command.request_id)
+                await db(command_execute)(self.user.id, command, origin)
+
+    # --- From the channel layer -------------------------------------------------------------
+
+    async def trip_event(self, message):
+        kind, trip = message["kind"], message["trip"]
+        if self.user.is_driver:
+            await self._follow_driving(trip)
+            if kind == TripEvent.OFFERED and not self._takes_offer(trip):
+                return
+            if kind == TripEvent.TAKEN and (trip.get("driver") or {}).get("id") == self.user.id:
+                return  # this driver's own accept; they hear it as trip.accepted
+        request_id = message["request_id"] if message["origin"] == self.channel_name else None
+        reply = self.protocol.event(kind, trip, request_id)
+        if reply is not None:
+            await self._send(reply)
+
+    async def session_end(self, message):
+        await self.close(code=CLOSE_SESSION_ENDED)
+
+    # --- Driver availability ------------------------------------------------------------
+
+    async def _follow_driving(self, trip: dict) -> None:
+        """Keep `driving` in step with the trip events this driver hears."""
+        mine = (trip.get("driver") or {}).get("id") == self.user.id
+        if mine and trip["status"] in Trip.DRIVER_ACTIVE_STATUSES:
+            self.driving = trip["id"]
+        elif trip["id"] == self.driving:
+            if trip["status"] == Trip.Status.REQUESTED:
+                self.dropped = trip["id"]  # not to be offered again the trip they left
+            self.driving = None
+        else:
+            return
+        await self._sync_availability()
+
+    def _takes_offer(self, trip: dict) -> bool:
+        return self.online and self.driving is None and trip["id"] != self.dropped
+
+    async def _sync_availability(self) -> None:
+        if self.online and self.driving is None:
+            await self._join(AVAILABLE_DRIVERS)
+        elif AVAILABLE_DRIVERS in self.joined:
+            self.joined.discard(AVAILABLE_DRIVERS)
+            await self.channel_layer.group_discard(AVAILABLE_DRIVERS, self.channel_name)
+
+    # --- Plumbing -------------------------------------------------------------------------
+
+    async def _join(self, group: str) -> None:
+        if group not in self.joined:
+            self.joined.add(group)
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _send(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))
+
+    async def _refuse(self, error: DomainError, command: Command | None) -> None:
+        await self._send(self.protocol.error(error, command))
+
+    def _credentials_expired(self) -> None:
+        self.closing = asyncio.ensure_future(self.close(code=CLOSE_SESSION_ENDED))

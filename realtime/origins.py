@@ -1,0 +1,43 @@
+"""Which web pages may open a socket.
+
+Browsers always send `Origin` on a WebSocket handshake, so checking it stops other
+sites from riding a user's cookies; apps and servers send none and are not browsers.
+"""
+
+from urllib.parse import urlsplit
+
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
+
+
+def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
+    parts = urlsplit(origin)
+    if not parts.scheme or not parts.hostname:
+        return False  # including the opaque origin "null"
+    if host and parts.netloc.lower() == host.lower():
+        return True  # same origin as the page's server
+    for entry in allowed:
+        if "://" in entry:
+            wanted = urlsplit(entry)
+            if (wanted.scheme, wanted.netloc.lower()) == (parts.scheme, parts.netloc.lower()):
+                return True
+        elif parts.hostname == entry.lower().strip("[]"):
+            return True
+    return False
+
+
+class OriginCheck:
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers", []))
+        origin = headers.get(b"origin")
+        host = headers.get(b"host")
+        if origin is not None and not origin_allowed(
+            origin.decode("latin-1"),
+            host.decode("latin-1") if host else None,
+            settings.WEBSOCKET_ALLOWED_ORIGINS,
+        ):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)

@@ -1,0 +1,95 @@
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from accounts.services import session_tokens_issue
+from config.asgi import application
+from realtime.protocols import NATIVE_SUBPROTOCOL
+
+
+class Socket:
+    """A test client's socket: a communicator plus the JSON conveniences tests need."""
+
+    def __init__(self, communicator: WebsocketCommunicator, user, subprotocol):
+        self.communicator = communicator
+        self.user = user
+        self.subprotocol = subprotocol
+
+    async def send(self, message) -> None:
+        await self.communicator.send_to(text_data=json.dumps(message))
+
+    async def receive(self, timeout: float = 2) -> dict:
+        return await self.communicator.receive_json_from(timeout=timeout)
+
+    async def receive_nothing(self, timeout: float = 0.2) -> bool:
+        return await self.communicator.receive_nothing(timeout=timeout)
+
+    async def closed_with(self, timeout: float = 2):
+        output = await self.communicator.receive_output(timeout=timeout)
+        assert output["type"] == "websocket.close", output
+        return output.get("code")
+
+
+@pytest.fixture
+async def channel_layer():
+    layer = get_channel_layer()
+    await layer.flush()
+    yield layer
+    await layer.flush()
+
+
+@pytest.fixture
+async def open_socket(channel_layer):
+    """Open an authenticated socket; every socket is closed when the test ends."""
+    opened: list[WebsocketCommunicator] = []
+
+    async def open_(
+        user=None,
+        *,
+        native: bool = False,
+        query: str | None = None,
+        headers: list | None = None,
+        expect_snapshot: bool = True,
+    ) -> Socket:
+        if query is None:
+            tokens = await sync_to_async(session_tokens_issue)(user=user)
+            query = f"token={tokens['access']}"
+        communicator = WebsocketCommunicator(
+            application,
+            f"/taxi/?{query}",
+            headers=headers or [],
+            subprotocols=[NATIVE_SUBPROTOCOL] if native else None,
+        )
+        connected, subprotocol = await communicator.connect(timeout=3)
+        if not connected:
+            raise ConnectionRefusedError(subprotocol)
+        opened.append(communicator)
+        socket = Socket(communicator, user, subprotocol)
+        if native and expect_snapshot:
+            snapshot = await socket.receive()
+            assert snapshot["type"] == "snapshot"
+            socket.snapshot = snapshot["data"]
+        return socket
+
+    yield open_
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+@pytest.fixture
+async def refused(channel_layer):
+    """Whether a handshake with these arguments is refused."""
+
+    async def refused_(path: str, *, headers=None, subprotocols=None) -> bool:
+        communicator = WebsocketCommunicator(
+            application, path, headers=headers or [], subprotocols=subprotocols
+        )
+        connected, _ = await communicator.connect(timeout=3)
+        if connected:
+            await communicator.disconnect()
+        return not connected
+
+    return refused_
