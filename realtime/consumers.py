@@ -11,7 +11,6 @@ import json
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -21,6 +20,7 @@ from config.exceptions import DomainError
 from dispatch import services as dispatch
 from realtime.auth import SocketAuth
 from realtime.commands import SessionEnded, acting_user, command_execute
+from realtime.database import db
 from realtime.delivery import AVAILABLE_DRIVERS, session_group, user_group
 from realtime.limits import MessageRate, sockets_per_user
 from realtime.protocols import (
@@ -41,12 +41,6 @@ logger = logging.getLogger(__name__)
 # Closed because the credentials ended: expired token, logged out, deactivated.
 CLOSE_SESSION_ENDED = 4001
 CLOSE_TOO_BIG = 1009
-
-
-def db(function):
-    """ORM work off the event loop, on the thread pool rather than one shared thread, so
-    one socket's query never queues behind every other socket's."""
-    return database_sync_to_async(function, thread_sensitive=False)
 
 
 class InternalError(DomainError):
@@ -99,8 +93,8 @@ class TripConsumer(AsyncWebsocketConsumer):
         self.protocol = NativeProtocol() if NATIVE_SUBPROTOCOL in subprotocols else CourseProtocol()
         auth: SocketAuth = self.scope.get("auth") or SocketAuth()
 
-        await self.accept(subprotocol=self.protocol.subprotocol)
-        # Join before reading the state, so no change can fall between the two.
+        # Join before reading the state, so no change can fall between the two, and
+        # accept only then, so a client that hears "connected" is already listening.
         await self._join(user_group(user.id))
         if auth.session_id:
             await self._join(session_group(auth.session_id))
@@ -113,6 +107,7 @@ class TripConsumer(AsyncWebsocketConsumer):
             and await db(_may_go_online)(user)
         )
         await self._sync_availability()
+        await self.accept(subprotocol=self.protocol.subprotocol)
         snapshot = self.protocol.snapshot(
             user=state["user"], trips=state["trips"], online=self.online
         )
