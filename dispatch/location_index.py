@@ -151,9 +151,11 @@ def _cells_within(lat: float, lng: float, radius_m: float) -> _CellSpan:
     angle = radius_m / EARTH_RADIUS_M + _ROUNDING_MARGIN_RADIANS
     south, north = lat - math.degrees(angle), lat + math.degrees(angle)
     rows = range(max(_row(south), 0), min(_row(north), _ROWS - 1) + 1)
-    spread = math.sin(angle) / math.cos(math.radians(lat))
-    if north >= 90 or south <= -90 or spread >= 1:
+    if north >= 90 or south <= -90:
         return _CellSpan(rows, first_column=0, columns=_COLUMNS)
+    # min() keeps rounding from pushing the sine past 1 for a circle that all but
+    # touches a pole.
+    spread = min(math.sin(angle) / math.cos(math.radians(lat)), 1.0)
     half_width = math.degrees(math.asin(spread))
     first = _column_unwrapped(lng - half_width)
     last = _column_unwrapped(lng + half_width)

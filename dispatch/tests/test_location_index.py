@@ -341,19 +341,41 @@ def test_sync_callers_go_through_async_to_sync(backend, frozen_clock):
     assert ids(nearby) == [11, 12, 13]
 
 
-async def test_in_process_a_search_over_the_pole_finds_drivers_on_the_far_side(frozen_clock):
+@pytest.mark.parametrize("hemisphere", [1, -1], ids=["north", "south"])
+async def test_in_process_a_search_over_the_pole_finds_drivers_on_the_far_side(
+    frozen_clock, hemisphere
+):
     # Redis GEO misses these (on Redis 7.0, even with a 3000 km radius): its search
     # box does not wrap over a pole. No dispatch radius comes near that: from any
     # latitude the index can hold, the nearest pole is over 550 km away.
     index = MemoryLocationIndex()
-    await index.driver_position_set(1, 85.0, 180.0, at=T0)
-    # From 84°N on the prime meridian over the pole to 85°N on the 180th: 11 degrees.
+    await index.driver_position_set(1, hemisphere * 85.0, 180.0, at=T0)
+    # From 84° on the prime meridian over the pole to 85° on the 180th: 11 degrees.
     over_the_pole = 11 * math.pi / 180 * REDIS_EARTH_RADIUS_M
 
-    nearby = await index.drivers_nearby(84.0, 0.0, radius_m=1_300_000, count=10)
+    nearby = await index.drivers_nearby(hemisphere * 84.0, 0.0, radius_m=1_300_000, count=10)
 
     assert ids(nearby) == [1]
     assert nearby[0].distance_m == pytest.approx(over_the_pole, abs=1)
+
+
+async def test_in_process_expiry_queue_keeps_one_entry_per_driver(frozen_clock):
+    # A driver who goes busy and comes back leaves an entry behind each time; once
+    # those come due, only the driver's current entry may remain.
+    index = MemoryLocationIndex()
+    for second in range(10):
+        frozen_clock.move_to(T0 + second, tick=False)
+        await index.driver_position_set(1, *CENTRE, at=T0 + second)
+        await index.driver_remove(1)
+    await index.driver_position_set(1, *CENTRE, at=T0 + 10)
+
+    frozen_clock.move_to(T0 + 10 + TTL, tick=False)
+    await index.driver_position_set(1, *CENTRE, at=T0 + 10 + TTL)
+    frozen_clock.shift(TTL)
+    await index.driver_position_set(2, *CENTRE, at=T0 + 10 + 2 * TTL)
+
+    assert sorted(driver for _, driver in index._expiry) == [1, 2]
+    assert ids(await index.drivers_nearby(*CENTRE, radius_m=100, count=10)) == [1, 2]
 
 
 @pytest.mark.redis
