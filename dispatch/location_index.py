@@ -176,16 +176,18 @@ class MemoryLocationIndex:
     """The location index of a single process (no Redis): a grid of cells for the
     search, and an expiry queue for freshness.
 
-    The expiry queue is a heap holding one entry per driver, (time, driver), where the
-    time is no later than the driver's last `at`; the driver's own record says which
-    entry is current (`expires_from`), so entries left behind by removals are skipped.
-    Forgetting stale drivers pops the entries older than the cutoff: a driver whose
-    position is stale is forgotten; one who reported since is filed again under its
-    latest time. So each driver costs at most one heap operation per TTL, and the heap
-    never holds more entries than drivers plus recent removals.
+    The expiry queue is a heap of (time, driver) entries, one current entry per driver,
+    filed under a time no later than the driver's last `at`; the driver's own record
+    says which entry is current (`expires_from`), so entries left behind by a removal or
+    by a report older than the one before are skipped when they come due. Forgetting
+    stale drivers pops the entries older than the cutoff: a driver whose position is
+    stale is forgotten; one who reported since is filed again under its latest time. So
+    each driver costs at most one heap operation per TTL, and the heap holds one entry
+    per driver plus those left behind within the last TTL.
 
-    Not thread-safe: all calls must come from one event loop, which is what ASGI code
-    and `async_to_sync` inside it give.
+    Not thread-safe: calls must not overlap across threads, which holds for ASGI code
+    (one event loop, where `async_to_sync` from its sync parts lands too) and for a
+    single-threaded sync program.
     """
 
     def __init__(self, *, clock: Clock = time.time):
@@ -315,8 +317,10 @@ class RedisLocationIndex:
     range query, however many drivers there are.
 
     An asyncio Redis client belongs to the event loop it was made on, so the index keeps
-    one client per loop. In an ASGI server that is one client; sync code calling through
-    `async_to_sync` outside a server gets a fresh loop, and so a fresh connection, per call.
+    one client per loop. In an ASGI server that is one client. Sync code calling through
+    `async_to_sync` outside a server runs each call on a new loop, and so opens a
+    connection per call, closed only when the garbage collector takes the loop's client;
+    such code should make its calls inside one function passed to `async_to_sync`.
     """
 
     def __init__(self, url: str, *, clock: Clock = time.time):
