@@ -11,7 +11,7 @@ EARTH_RADIUS_M = 6_372_797.560856
 
 # Redis GEO stores points as Web Mercator geohashes and refuses latitudes beyond this;
 # taxi refuses them everywhere so that both back-ends of the index accept the same
-# points. The northernmost town with roads (Longyearbyen, 78.2°N) is well inside.
+# points. The northernmost settlements (Svalbard, about 79°N) are well inside.
 MAX_LATITUDE = 85.05112878
 
 
