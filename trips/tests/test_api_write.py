@@ -561,3 +561,18 @@ class TestCancel:
 
         assert api_client.post(action(trip, "cancel")).status_code == 401
         assert trip_rows() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("accept", None), ("advance", {"status": "IN_PROGRESS"}), ("cancel", None)],
+)
+@pytest.mark.parametrize("trip_id", ["-" * 36, "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaa-", "0" * 36])
+def test_an_id_that_is_no_uuid_is_404_not_a_server_error(
+    client_for, make_user, name, data, trip_id
+):
+    role = "rider" if name == "cancel" else "driver"
+
+    response = client_for(make_user(role)).post(f"{TRIPS}{trip_id}/{name}/", data, format="json")
+
+    refused(response, 404, "trip_not_found")
