@@ -121,7 +121,7 @@ def _require_available_driver(driver: User, trip_id) -> None:
         raise
     busy = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES)
     if busy.exists():
-        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id))
+        raise errors.DriverBusy("You are already on a trip.", trip=_visible_trip(driver, trip_id))
 
 
 @transaction.atomic
@@ -136,7 +136,9 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
             )
     except IntegrityError as error:
         # This driver won another trip in the same instant.
-        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id)) from error
+        raise errors.DriverBusy(
+            "You are already on a trip.", trip=_visible_trip(driver, trip_id)
+        ) from error
     trip = _trip(trip_id)
     if trip is None:
         raise errors.TripNotFound("No such trip.")

@@ -262,6 +262,19 @@ class TestAccept:
         assert body["trip"]["id"] == str(other.id)
         assert trip_rows() == before
 
+    def test_a_busy_driver_is_not_shown_a_trip_they_cannot_see(
+        self, client_for, driver, started_trip, make_user, make_trip
+    ):
+        someone_elses = make_trip(make_user("rider"), status="STARTED", driver=make_user("driver"))
+        before = trip_rows()
+
+        response = client_for(driver).post(action(someone_elses, "accept"))
+
+        body = refused(response, 409, "driver_busy")
+        assert "trip" not in body
+        assert someone_elses.rider.username not in response.content.decode()
+        assert trip_rows() == before
+
     def test_a_trip_already_taken_is_not_available(
         self, client_for, started_trip, driver, make_user
     ):
