@@ -159,6 +159,10 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
 @transaction.atomic
 def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = None) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS), then drops them off."""
+    if not driver.is_driver:
+        raise errors.RoleRequired(
+            "Only drivers can move a trip on.", trip=_visible_trip(driver, trip_id)
+        )
     if status not in ADVANCE_FROM:
         raise errors.StatusOutOfOrder(
             f"A driver can move a trip to {' or '.join(ADVANCE_FROM)}, not {status}.",

@@ -449,7 +449,21 @@ class TestAdvance:
             action(started_trip, "advance"), {"status": "IN_PROGRESS"}, format="json"
         )
 
-        assert response.status_code == 403
+        body = refused(response, 403, "wrong_role")
+        assert body["trip"]["status"] == "STARTED"
+        assert trip_rows() == before
+
+    def test_a_rider_advancing_a_trip_they_cannot_see_is_not_shown_it(
+        self, client_for, make_user, started_trip
+    ):
+        before = trip_rows()
+
+        response = client_for(make_user("rider")).post(
+            action(started_trip, "advance"), {"status": "IN_PROGRESS"}, format="json"
+        )
+
+        body = refused(response, 403, "wrong_role")
+        assert "trip" not in body
         assert trip_rows() == before
 
     def test_an_unknown_trip_is_404(self, client_for, driver):
