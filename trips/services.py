@@ -73,10 +73,7 @@ def trip_request(
     if not rider.is_rider:
         raise errors.RoleRequired("Only riders can request trips.")
     if request_id and (earlier := _earlier_request(rider, request_id)):
-        deliver_on_commit(
-            to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
-        )
-        return earlier, False
+        return _request_repeated(earlier, origin), False
     if active := _active_trip_of_rider(rider):
         raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     try:
@@ -94,7 +91,7 @@ def trip_request(
     except IntegrityError as error:
         # A concurrent request from the same rider won the race for the constraint.
         if request_id and (earlier := _earlier_request(rider, request_id)):
-            return earlier, False
+            return _request_repeated(earlier, origin), False
         raise errors.RiderHasActiveTrip(
             "You already have an active trip.", trip=_active_trip_of_rider(rider)
         ) from error
@@ -103,6 +100,14 @@ def trip_request(
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
     dispatch.trip_offer(trip=trip, payload=payload, origin=origin)
     return trip, True
+
+
+def _request_repeated(earlier: Trip, origin: Origin | None) -> Trip:
+    """Answer a repeated request, however it was found out, to the asking socket only."""
+    deliver_on_commit(
+        to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
+    )
+    return earlier
 
 
 def _earlier_request(rider: User, request_id: str) -> Trip | None:

@@ -491,16 +491,23 @@ class TestRaces:
         assert refused.trip.id == trip.id
         assert Trip.objects.filter(rider=rider).count() == 1
 
-    def test_a_retry_racing_its_first_request_gets_the_first_trip(self, rider):
+    def test_a_retry_racing_its_first_request_gets_the_first_trip_and_is_answered(
+        self, deliveries, inbox, rider
+    ):
+        asking = inbox()
+        origin = Origin(channel=asking.channel, request_id="r-1")
+
         made, retried = one_after_the_other(
-            lambda: services.trip_request(rider=rider, **REQUEST, request_id="r-1"),
-            lambda: services.trip_request(rider=rider, **REQUEST, request_id="r-1"),
+            partial(services.trip_request, rider=rider, **REQUEST, request_id="r-1"),
+            partial(services.trip_request, rider=rider, **REQUEST, request_id="r-1", origin=origin),
         )
 
         assert made[1] is True
         assert retried[0].id == made[0].id
         assert retried[1] is False
         assert Trip.objects.filter(rider=rider).count() == 1
+        # The retrying socket hears what it would have heard had it come second.
+        assert asking.receive_all() == [event("trip.requested", made[0], origin=origin)]
 
 
 # --- Query counts on the hot paths ---------------------------------------------------
