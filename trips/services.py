@@ -151,7 +151,7 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
         # The driver saw this request when it was offered, so they may see who has it now.
         raise errors.TripNotAvailable(
             "Another driver has already accepted this trip."
-            if trip.driver_id
+            if trip.status in Trip.DRIVER_ACTIVE_STATUSES
             else "This trip is no longer requested.",
             trip=trip,
         )

@@ -284,16 +284,23 @@ class TestAccept:
         response = client_for(latecomer).post(action(started_trip, "accept"))
 
         body = refused(response, 409, "trip_not_available")
+        assert body["__all__"] == ["Another driver has already accepted this trip."]
         assert body["trip"]["status"] == "STARTED"
         assert body["trip"]["driver"]["id"] == driver.id
         assert trip_rows() == before
 
-    def test_a_canceled_request_is_not_available(self, client_for, rider, driver, make_trip):
-        trip = make_trip(rider, status=Trip.Status.CANCELED)
+    @pytest.mark.parametrize("had_a_driver", [False, True])
+    def test_a_canceled_trip_is_not_available(
+        self, client_for, rider, driver, make_user, make_trip, had_a_driver
+    ):
+        trip = make_trip(
+            rider, status=Trip.Status.CANCELED, driver=make_user("driver") if had_a_driver else None
+        )
         before = trip_rows()
 
         body = refused(client_for(driver).post(action(trip, "accept")), 409, "trip_not_available")
         assert body["trip"]["status"] == "CANCELED"
+        assert body["__all__"] == ["This trip is no longer requested."]
         assert trip_rows() == before
 
     def test_the_assigned_driver_accepting_again_changes_nothing(
