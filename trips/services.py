@@ -73,10 +73,7 @@ def trip_request(
     if not rider.is_rider:
         raise errors.RoleRequired("Only riders can request trips.")
     if request_id and (earlier := _earlier_request(rider, request_id)):
-        deliver_on_commit(
-            to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
-        )
-        return earlier, False
+        return _request_repeated(earlier, origin), False
     if active := _active_trip_of_rider(rider):
         raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     try:
@@ -94,7 +91,7 @@ def trip_request(
     except IntegrityError as error:
         # A concurrent request from the same rider won the race for the constraint.
         if request_id and (earlier := _earlier_request(rider, request_id)):
-            return earlier, False
+            return _request_repeated(earlier, origin), False
         raise errors.RiderHasActiveTrip(
             "You already have an active trip.", trip=_active_trip_of_rider(rider)
         ) from error
@@ -103,6 +100,14 @@ def trip_request(
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
     dispatch.trip_offer(trip=trip, payload=payload, origin=origin)
     return trip, True
+
+
+def _request_repeated(earlier: Trip, origin: Origin | None) -> Trip:
+    """Answer a repeated request, however it was found out, to the asking socket only."""
+    deliver_on_commit(
+        to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
+    )
+    return earlier
 
 
 def _earlier_request(rider: User, request_id: str) -> Trip | None:
@@ -121,7 +126,7 @@ def _require_available_driver(driver: User, trip_id) -> None:
         raise
     busy = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES)
     if busy.exists():
-        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id))
+        raise errors.DriverBusy("You are already on a trip.", trip=_visible_trip(driver, trip_id))
 
 
 @transaction.atomic
@@ -136,7 +141,9 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
             )
     except IntegrityError as error:
         # This driver won another trip in the same instant.
-        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id)) from error
+        raise errors.DriverBusy(
+            "You are already on a trip.", trip=_visible_trip(driver, trip_id)
+        ) from error
     trip = _trip(trip_id)
     if trip is None:
         raise errors.TripNotFound("No such trip.")
@@ -144,7 +151,7 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
         # The driver saw this request when it was offered, so they may see who has it now.
         raise errors.TripNotAvailable(
             "Another driver has already accepted this trip."
-            if trip.driver_id
+            if trip.status in Trip.DRIVER_ACTIVE_STATUSES
             else "This trip is no longer requested.",
             trip=trip,
         )
@@ -157,6 +164,10 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
 @transaction.atomic
 def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = None) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS), then drops them off."""
+    if not driver.is_driver:
+        raise errors.RoleRequired(
+            "Only drivers can move a trip on.", trip=_visible_trip(driver, trip_id)
+        )
     if status not in ADVANCE_FROM:
         raise errors.StatusOutOfOrder(
             f"A driver can move a trip to {' or '.join(ADVANCE_FROM)}, not {status}.",
