@@ -18,11 +18,9 @@ validated before they get here (`dispatch.positions`) and an out-of-range point 
 bug in the caller.
 """
 
-import asyncio
 import heapq
 import math
 import time
-import weakref
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from dispatch.geo import EARTH_RADIUS_M, MAX_LATITUDE, distance_m
+from dispatch.redis_clients import PerLoopRedis
 
 Clock = Callable[[], float]
 
@@ -316,19 +315,12 @@ class RedisLocationIndex:
     last-seen time is before the freshness cutoff; the sorted set finds them with one
     range query, however many drivers there are.
 
-    An asyncio Redis client belongs to the event loop it was made on, so the index keeps
-    one client per loop. In an ASGI server that is one client. Sync code calling through
-    `async_to_sync` outside a server runs each call on a new loop, and so opens a
-    connection per call, closed only when the garbage collector takes the loop's client;
-    such code should make its calls inside one function passed to `async_to_sync`.
+    See `PerLoopRedis` for how clients follow event loops.
     """
 
     def __init__(self, url: str, *, clock: Clock = time.time):
-        self._url = url
+        self._redis_clients = PerLoopRedis(url)
         self._clock = clock
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def driver_position_set(self, driver_id: int, lat: float, lng: float, at: float) -> None:
         _point_check(lat, lng)
@@ -391,16 +383,10 @@ class RedisLocationIndex:
 
     async def close(self) -> None:
         """Closes the connections of the running event loop."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        await self._redis_clients.close()
 
     def _redis(self) -> Redis:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = Redis.from_url(self._url)
-        return client
+        return self._redis_clients.client()
 
     def _forget_stale(self, pipe: Pipeline) -> None:
         pipe.eval(

@@ -10,6 +10,7 @@ from trips import errors, services
 from trips.models import Trip
 from trips.selectors import trips_visible_to
 from trips.serializers import (
+    TrailPointSerializer,
     TripAdvanceSerializer,
     TripListQuerySerializer,
     TripRequestSerializer,
@@ -79,6 +80,13 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             trip_id=trip_id_of(pk), driver=request.user, status=form.validated_data["status"]
         )
         return Response(TripSerializer(trip).data)
+
+    @extend_schema(responses=TrailPointSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def trail(self, request, pk=None):
+        """Where the driver went during the trip, oldest first."""
+        trip = self.get_object()
+        return Response(TrailPointSerializer(trip.trail.all(), many=True).data)
 
     @extend_schema(request=None, responses=TripSerializer)
     @action(detail=True, methods=["post"])

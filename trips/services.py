@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from dispatch import services as dispatch
-from realtime.delivery import deliver_on_commit
+from realtime.delivery import deliver_on_commit, to_group, user_group
 from trips import errors
 from trips.events import (
     Origin,
@@ -28,6 +28,7 @@ from trips.events import (
 )
 from trips.models import Trip
 from trips.selectors import trips_visible_to
+from trips.trail import trail_distance_m
 
 Status = Trip.Status
 
@@ -98,7 +99,7 @@ def trip_request(
     trip = _trip(trip.id)
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
-    dispatch.trip_offer(trip=trip, payload=payload, origin=origin)
+    dispatch.trip_offer(trip=trip, payload=payload)
     return trip, True
 
 
@@ -184,6 +185,8 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
         if trip.driver_id != driver.id:
             raise errors.NotYourTrip("Only the trip's driver can do that.", trip=trip)
         raise errors.StatusOutOfOrder(f"A {trip.status} trip cannot become {status}.", trip=trip)
+    if status == Status.COMPLETED:
+        Trip.objects.filter(id=trip_id).update(distance_m=trail_distance_m(trip_id))
     trip = _trip(trip_id)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.UPDATED, trip_payload(trip), origin)))
     return trip
@@ -235,5 +238,28 @@ def _driver_drop_out(trip: Trip, origin: Origin | None) -> Trip:
     payload = trip_payload(trip)
     message = trip_message(TripEvent.UPDATED, payload, origin)
     deliver_on_commit(to_parties(trip, message, also=(former_driver,)))
-    dispatch.trip_offer(trip=trip, payload=payload, origin=None)
+    dispatch.trip_offer(trip=trip, payload=payload, exclude=(former_driver,))
+    return trip
+
+
+@transaction.atomic
+def trip_no_driver_found(*, trip_id, offered: list[int]) -> Trip | None:
+    """End a request nobody accepted: the rider hears that no driver was found, and the
+    drivers it was offered to that it is gone. None if it was no longer requested."""
+    now = timezone.now()
+    ended = Trip.objects.filter(id=trip_id, status=Status.REQUESTED).update(
+        status=Status.CANCELED,
+        canceled_at=now,
+        cancel_reason=Trip.CancelReason.NO_DRIVER_FOUND,
+        updated=now,
+    )
+    if not ended:
+        return None
+    trip = _trip(trip_id)
+    payload = trip_payload(trip)
+    gone = trip_message(TripEvent.CANCELED, payload)
+    deliver_on_commit(
+        to_parties(trip, trip_message(TripEvent.NO_DRIVER_FOUND, payload))
+        + [to_group(user_group(driver), gone) for driver in offered]
+    )
     return trip
