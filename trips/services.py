@@ -120,6 +120,10 @@ def _earlier_request(rider: User, request_id: str) -> Trip | None:
 
 
 def _require_available_driver(driver: User, trip_id) -> None:
+    if not driver.is_driver:
+        raise errors.RoleRequired(
+            "Only drivers can accept trips.", trip=_visible_trip(driver, trip_id)
+        )
     try:
         dispatch.driver_online_check(driver)
     except errors.TripError as error:
@@ -149,12 +153,13 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
     if trip is None:
         raise errors.TripNotFound("No such trip.")
     if not won:
-        # The driver saw this request when it was offered, so they may see who has it now.
+        # The driver saw this request when it was offered, so they may see what became
+        # of it; a trip that has long gone on (or ended) is none of their business.
         raise errors.TripNotAvailable(
             "Another driver has already accepted this trip."
             if trip.status in Trip.DRIVER_ACTIVE_STATUSES
             else "This trip is no longer requested.",
-            trip=trip,
+            trip=trip if trip.status in (Status.STARTED, Status.CANCELED) else None,
         )
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))
