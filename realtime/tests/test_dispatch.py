@@ -8,10 +8,8 @@ import time_machine
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from dispatch import location_index as location_index_module
-from dispatch import offers as offers_module
-from dispatch.location_index import MemoryLocationIndex, RedisLocationIndex
-from dispatch.offers import MemoryOfferBook, RedisOfferBook
+from dispatch.location_index import MemoryLocationIndex, RedisLocationIndex, location_index
+from dispatch.offers import MemoryOfferBook, RedisOfferBook, offer_book
 from dispatch.sweeper import searches_expire_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,10 +29,11 @@ def back_end(request, settings):
         index, book = RedisLocationIndex(settings.REDIS_URL), RedisOfferBook(settings.REDIS_URL)
     else:
         index, book = MemoryLocationIndex(), MemoryOfferBook()
-    location_index_module._index, offers_module._book = index, book
+    location_index.use(index)
+    offer_book.use(book)
     yield request.param
-    location_index_module.location_index_reset()
-    offers_module.offer_book_reset()
+    location_index.reset()
+    offer_book.reset()
 
 
 @pytest.fixture
