@@ -109,6 +109,15 @@ def driver_offline(*, driver: User) -> None:
     async_to_sync(location_index().driver_remove)(driver.pk)
 
 
+def driver_position_accept(
+    *, driver: User, report, previous: AcceptedPosition | None
+) -> AcceptedPosition:
+    """Check a position a driver reports against the rules and their previous one."""
+    if not driver.is_driver:
+        raise errors.RoleRequired("Only drivers report positions.")
+    return position_validate(report=report, previous=previous, now=time.time())
+
+
 def _previous_position_key(driver_id: int) -> str:
     return f"driver-position:{driver_id}"
 
@@ -121,10 +130,8 @@ def driver_position_report(*, driver: User, report) -> AcceptedPosition:
     """
     driver_online_check(driver)
     previous = cache.get(_previous_position_key(driver.pk))
-    position = position_validate(
-        report=report,
-        previous=AcceptedPosition(**previous) if previous else None,
-        now=time.time(),
+    position = driver_position_accept(
+        driver=driver, report=report, previous=AcceptedPosition(**previous) if previous else None
     )
     cache.set(
         _previous_position_key(driver.pk),

@@ -19,7 +19,7 @@ from accounts.serializers import UserSerializer
 from config.exceptions import DomainError
 from dispatch import services as dispatch
 from dispatch.location_index import location_index
-from dispatch.positions import AcceptedPosition, position_validate
+from dispatch.positions import AcceptedPosition
 from dispatch.tracking import last_positions, position_share
 from realtime.auth import SocketAuth
 from realtime.commands import SessionEnded, acting_user, command_execute
@@ -36,7 +36,6 @@ from realtime.protocols import (
     ReportPosition,
     SetOnline,
 )
-from trips.errors import RoleRequired
 from trips.events import Origin, TripEvent, trip_payload
 from trips.models import Trip
 from trips.selectors import trips_active_for
@@ -199,10 +198,8 @@ class TripConsumer(AsyncWebsocketConsumer):
     async def _position_report(self, command: ReportPosition) -> None:
         """A driver's position: on a trip it goes to the rider and the trail; otherwise
         it places an online driver in the index that dispatch searches."""
-        if not self.user.is_driver:
-            raise RoleRequired("Only drivers report positions.")
-        position = position_validate(
-            report=command.report, previous=self.last_position, now=time.time()
+        position = dispatch.driver_position_accept(
+            driver=self.user, report=command.report, previous=self.last_position
         )
         self.last_position = position
         if self.driving is not None:
