@@ -1,5 +1,6 @@
 """Real taxi servers for tests: `python -m config.serve`, as the README's run command
-starts it, in processes of their own, on the test's database and Redis."""
+starts it, in processes of their own, on the test database and the test session's Redis
+prefix."""
 
 import contextlib
 import os
@@ -7,11 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 30
 
 
 def free_port() -> int:
@@ -20,55 +26,64 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_database_url() -> str:
+def database_url_of_the_tests() -> str:
+    """The test database pytest-django made (its NAME is `test_...`), as a URL."""
     database = settings.DATABASES["default"]
-    password = f":{database['PASSWORD']}" if database["PASSWORD"] else ""
-    return (
-        f"postgres://{database['USER']}{password}@{database['HOST'] or '127.0.0.1'}"
-        f":{database['PORT'] or 5432}/{database['NAME']}"
-    )
+    assert database["NAME"].startswith("test_"), database["NAME"]
+    credentials = quote(database["USER"] or "", safe="")
+    if database["PASSWORD"]:
+        credentials += ":" + quote(database["PASSWORD"], safe="")
+    host = database["HOST"] or "127.0.0.1"
+    port = database["PORT"] or 5432
+    return f"postgres://{credentials}@{host}:{port}/{quote(database['NAME'], safe='')}"
 
 
-class ServerProcess:
-    def __init__(self, **environment: str):
+class Server:
+    """One `python -m config.serve` process, on its own port, logging to a file."""
+
+    def __init__(self, name: str, log_dir: Path, **environment: str):
+        self.name = name
         self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/taxi/"
-        env = {
+        self.log_path = log_dir / f"{name}.log"
+        environment = {
             **os.environ,
-            "DEBUG": "1",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "WEB_CONCURRENCY": "1",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url_of_the_tests(),
+            "DATABASE_POOL": "0",
             "REDIS_URL": settings.REDIS_URL,
             "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-            "UVICORN_LOG_LEVEL": "warning",
+            "DEBUG": "1",
             **environment,
         }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "config.serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "config.serve"],
+                cwd=REPO_ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
-    def wait_until_listening(self, deadline_seconds: float = 30) -> None:
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                output = self.process.stdout.read().decode(errors="replace")
-                raise RuntimeError(f"the server exited early:\n{output}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-            ):
-                return
-            time.sleep(0.05)  # polling a port that is not open yet; there is no event
-        raise TimeoutError(f"no server listening on port {self.port}")
+    def url(self, scheme: str, path: str) -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def ready(self) -> bool:
+        """Whether the server answers HTTP (fails the test if the process has died)."""
+        if self.process.poll() is not None:
+            pytest.fail(f"server {self.name} exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(self.url("http", "/api/docs/"), timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def kill(self) -> None:
-        """Stop it the hard way: no shutdown, no clean-up, as a crashed process."""
+        """Stop it the hard way, as a crash would: no shutdown, no clean-up."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -80,16 +95,23 @@ class ServerProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 @contextlib.contextmanager
-def servers(count: int, **environment: str):
-    started = [ServerProcess(**environment) for _ in range(count)]
+def running_servers(names: list[str], log_dir: Path, **environment: str):
+    """Start a server for each name, wait until all answer, and stop them all after."""
+    started: list[Server] = []
     try:
-        for server in started:
-            server.wait_until_listening()
+        started.extend(Server(name, log_dir, **environment) for name in names)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        waiting = list(started)
+        while waiting:
+            waiting = [server for server in waiting if not server.ready()]
+            if waiting and time.monotonic() > deadline:
+                logs = "\n".join(f"--- {server.name}:\n{server.log()}" for server in waiting)
+                pytest.fail(f"servers not ready in {STARTUP_SECONDS} s:\n{logs}")
+            if waiting:
+                time.sleep(0.05)  # between polls of a bounded wait
         yield started
     finally:
         for server in started:

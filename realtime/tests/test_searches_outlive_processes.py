@@ -9,7 +9,7 @@ from websockets.asyncio.client import connect
 
 from accounts.services import session_tokens_issue
 from dispatch.offers import RedisOfferBook, Search
-from realtime.tests.servers import servers
+from realtime.tests.servers import running_servers
 from trips.models import Trip
 
 pytestmark = [
@@ -31,7 +31,7 @@ DISPATCH = {
 
 async def native(server, user):
     token = (await sync_to_async(session_tokens_issue)(user=user))["access"]
-    socket = await connect(f"{server.url}?token={token}", subprotocols=["taxi.v2"])
+    socket = await connect(server.url("ws", f"/taxi/?token={token}"), subprotocols=["taxi.v2"])
     assert json.loads(await socket.recv())["type"] == "snapshot"
     return socket
 
@@ -66,9 +66,9 @@ def people(make_user):
     return make_user("rider"), make_user("driver"), make_user("driver")
 
 
-async def test_an_offer_expires_and_widens_after_its_process_is_killed(people):
+async def test_an_offer_expires_and_widens_after_its_process_is_killed(people, tmp_path):
     rider, near, far = people
-    with servers(2, **DISPATCH) as (doomed, survivor):
+    with running_servers(["doomed", "survivor"], tmp_path, **DISPATCH) as (doomed, survivor):
         near_socket = await online_at(survivor, near, 500)
         far_socket = await online_at(survivor, far, 3_000)
         rider_socket = await native(doomed, rider)
