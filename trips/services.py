@@ -76,6 +76,9 @@ def trip_request(
     if request_id and (earlier := _earlier_request(rider, request_id)):
         return _request_repeated(earlier, origin), False
     if active := _active_trip_of_rider(rider):
+        if request_id and active.request_id == request_id:
+            # The same request, sent twice at once: the other copy committed since.
+            return _request_repeated(active, origin), False
         raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     try:
         with transaction.atomic():

@@ -264,11 +264,6 @@ async def test_an_offline_driver_is_offered_nothing(native):
     assert await quiet(native.driver, native.offline)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: driver.status goes only to the socket that asked, and availability is "
-    "kept per socket; the contract sends driver.status to all the driver's sockets",
-)
 async def test_going_online_is_heard_on_every_socket_of_the_driver(open_socket, driver):
     phone = await open_socket(driver, native=True)
     tablet = await open_socket(driver, native=True)
@@ -330,11 +325,6 @@ async def test_an_accept_is_heard_by_both_parties_and_the_others_are_told(native
     assert row.status == "STARTED" and row.driver_id == native.driver.user.id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: trip.taken goes to the drivers available now, not to the drivers the "
-    "trip was offered to; one who went offline after the offer never hears it is gone",
-)
 async def test_a_driver_offered_the_trip_hears_it_is_taken_after_going_offline(native):
     trip = await request_trip(native)
     await native.other.send(message("driver.offline"))
@@ -541,12 +531,6 @@ class TestMalformedMessages:
 
         assert await native.rider.receive() == message("pong", "hi", "r" * 64)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: an error for a malformed request_id does not name the request_type, "
-        "though the type was readable (NativeProtocol.parse raises before setting "
-        "error.request)",
-    )
     async def test_a_bad_request_id_still_names_the_request_type(self, native):
         await native.rider.send({"type": "trip.request", "request_id": 17, "data": ADDRESSES})
 
@@ -664,11 +648,6 @@ class TestWrongRole:
             bystanders=native.everyone,
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: a rider's driver.offline is answered with driver.status instead of "
-        "wrong_role (the consumer checks the role only when going online)",
-    )
     async def test_a_rider_cannot_go_offline(self, native):
         await native.rider.send(message("driver.offline", request_id="r-6"))
 
@@ -979,11 +958,6 @@ async def test_a_frame_too_large_closes_the_socket(
     assert await quiet(driver_socket)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the size limit is checked only for text frames; a binary frame of any "
-    "size gets an error reply instead of close 1009",
-)
 async def test_a_binary_frame_too_large_closes_the_socket(open_socket, rider, settings):
     socket = await open_socket(rider, native=True)
 
@@ -1016,11 +990,6 @@ async def test_a_burst_beyond_the_limit_is_refused(
     assert await quiet(socket, driver_socket)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: binary frames are not counted by the rate limit (the consumer answers "
-    "them before asking MessageRate)",
-)
 async def test_binary_frames_count_towards_the_rate_limit(open_socket, rider, settings):
     settings.WEBSOCKET_MESSAGE_BURST = 2
     settings.WEBSOCKET_MESSAGES_PER_SECOND = 0.001
