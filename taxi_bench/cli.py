@@ -100,7 +100,7 @@ async def run_workload(args, argv: list[str]) -> int:
         if args.processes > 1:
             outcome = await run_in_shards(argv, args.processes, watch)
         else:
-            checkpoints = InProcess(watch)
+            checkpoints = InProcess(watch, quiet_gc=True)
             outcome = await workload.run(Context(target, roster, checkpoints, deadline), args)
             outcome.generator_cpu = checkpoints.cpu_at
     finally:

@@ -12,6 +12,7 @@ are counted apart.
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
@@ -42,10 +43,12 @@ class Tally:
     lost: int = 0
     duplicates: int = 0
     unexpected: int = 0
+    lost_by_series: Counter = field(default_factory=Counter)
 
     def merge(self, other: "Tally") -> None:
-        for name in self.__dataclass_fields__:
+        for name in ("expected", "received", "lost", "duplicates", "unexpected"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.lost_by_series.update(other.lost_by_series)
 
 
 @dataclass
@@ -120,4 +123,5 @@ class Ledger:
     def close(self) -> Tally:
         """The final count: whatever is still pending is lost."""
         self.tally.lost = len(self.pending)
+        self.tally.lost_by_series = Counter(expected.series for expected in self.pending.values())
         return self.tally

@@ -59,7 +59,9 @@ class Outcome:
         return cls(
             workload=data["workload"],
             settings=data["settings"],
-            tally=Tally(**data["tally"]),
+            tally=Tally(
+                **{**data["tally"], "lost_by_series": Counter(data["tally"]["lost_by_series"])}
+            ),
             latency={series: LatencyRecorder(s) for series, s in data["latency"].items()},
             counts=Counter(data["counts"]),
             seconds=data["seconds"],

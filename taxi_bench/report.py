@@ -37,6 +37,11 @@ def render(outcome: Outcome, figures: dict) -> str:
             f"  {'messages':<34} expected {tally.expected:,}  received {tally.received:,}  "
             f"lost {tally.lost:,}  duplicates {tally.duplicates:,}  unexpected {tally.unexpected:,}"
         )
+    if tally.lost_by_series:
+        lost = "  ".join(
+            f"{series} {count:,}" for series, count in sorted(tally.lost_by_series.items())
+        )
+        lines.append(f"  {'lost, by kind':<34} {lost}")
     if outcome.latency:
         lines.append(
             f"  {'latency (ms)':<34} {'count':>9} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}"

@@ -1,6 +1,8 @@
 """What every workload is given to run."""
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from taxi_bench.runner import Checkpoints
@@ -24,3 +26,16 @@ class Context:
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+
+async def gather_limited(
+    count: int, concurrency: int, step: Callable[[int], Awaitable[None]]
+) -> None:
+    """`step(0)` ... `step(count - 1)`, at most `concurrency` of them at a time."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(number: int) -> None:
+        async with gate:
+            await step(number)
+
+    await asyncio.gather(*(one(number) for number in range(count)))

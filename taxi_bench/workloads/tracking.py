@@ -13,7 +13,6 @@ The raw relay workload (`relay`) drives `taxi_bench.relay` with this same engine
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +20,7 @@ from taxi_bench.ledger import Ledger
 from taxi_bench.outcome import Outcome
 from taxi_bench.schedule import Timeline, staggered
 from taxi_bench.sockets import Peer
-from taxi_bench.workloads.context import Context
+from taxi_bench.workloads.context import Context, gather_limited
 from taxi_bench.workloads.pairs import Pair, PairFailed, open_pair
 
 NAME = "tracking"
@@ -162,16 +161,6 @@ async def drive_positions(
     await context.checkpoints.reach("measured")
 
 
-async def _bounded(count: int, concurrency: int, step: Callable[[int], Awaitable[None]]) -> None:
-    gate = asyncio.Semaphore(max(1, concurrency))
-
-    async def one(number: int) -> None:
-        async with gate:
-            await step(number)
-
-    await asyncio.gather(*(one(number) for number in range(count)))
-
-
 async def run(context: Context, args) -> Outcome:
     outcome = Outcome(NAME, settings=settings_of(args))
     roster = context.roster
@@ -197,7 +186,7 @@ async def run(context: Context, args) -> Outcome:
             return
         pairs.append(pair)
 
-    await _bounded(count, args.setup_concurrency, set_up)
+    await gather_limited(count, args.setup_concurrency, set_up)
     outcome.counts["pairs"] = len(pairs)
     senders = [Sender(pair.number, pair.driver, pair.rider, pair.driver_user.id) for pair in pairs]
     await drive_positions(context, args, outcome, senders)
@@ -209,7 +198,7 @@ async def run(context: Context, args) -> Outcome:
             outcome.counts["teardown_failed"] += 1
         await pairs[index].close()
 
-    await _bounded(len(pairs), args.setup_concurrency, tear_down)
+    await gather_limited(len(pairs), args.setup_concurrency, tear_down)
     return outcome
 
 
