@@ -64,7 +64,7 @@ class Peer:
         finally:
             for future in self.replies.values():
                 if not future.done():
-                    future.cancel()
+                    future.set_exception(ConnectionError("the socket closed before the reply"))
 
     async def send(self, message: dict) -> None:
         await self.connection.send(json.dumps(message, separators=(",", ":")))

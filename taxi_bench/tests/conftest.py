@@ -4,7 +4,6 @@ free port, on the test database, so that it serves what the test commits."""
 import collections
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -16,17 +15,12 @@ from asgiref.sync import sync_to_async
 from django.conf import global_settings, settings
 from django.core.management import call_command
 
+from taxi_bench.suite.paths import REPOSITORY
+from taxi_bench.suite.servers import free_port
 from taxi_bench.users import Roster
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 SERVER_START_SECONDS = 60
 READY_LINE = "Uvicorn running on"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def database_url() -> str:

@@ -1,27 +1,15 @@
 """The command line end to end: the raw relay as a server, the generator in two shards."""
 
 import json
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from taxi_bench.cli import main
-from taxi_bench.tests.conftest import REPOSITORY, ServerProcess, free_port
-
-
-def two_free_ports() -> int:
-    """A free port whose next port is free too (the relay's second worker takes it)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free ports in a row")
+from taxi_bench.suite.paths import REPOSITORY
+from taxi_bench.suite.servers import two_free_ports
+from taxi_bench.tests.conftest import ServerProcess
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ first ends whatever its snapshots say is still active, so every run starts clean
 import asyncio
 from dataclasses import dataclass, field
 
+from websockets.exceptions import ConnectionClosed
+
 from taxi_bench.sockets import Peer, open_taxi_socket
 from taxi_bench.target import Target
 from taxi_bench.users import BenchUser
@@ -16,6 +18,10 @@ ADVANCE_ORDER = ("IN_PROGRESS", "COMPLETED")
 
 class PairFailed(Exception):
     """A setup step was refused; the pair sits the run out."""
+
+
+# What can go wrong with a pair's socket or its steps: it then sits the run out.
+PAIR_TROUBLE = (PairFailed, TimeoutError, OSError, ConnectionClosed)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from taxi_bench.outcome import Outcome
 from taxi_bench.schedule import Timeline, staggered
 from taxi_bench.sockets import Peer
 from taxi_bench.workloads.context import Context, gather_limited
-from taxi_bench.workloads.pairs import Pair, PairFailed, open_pair
+from taxi_bench.workloads.pairs import PAIR_TROUBLE, Pair, open_pair
 
 NAME = "tracking"
 
@@ -180,7 +180,7 @@ async def run(context: Context, args) -> Outcome:
         try:
             await pair.end_leftover_trips()
             await pair.start_trip()
-        except (PairFailed, TimeoutError, OSError) as error:
+        except PAIR_TROUBLE as error:
             outcome.counts[f"setup_failed:{error}"] += 1
             await pair.close()
             return
@@ -194,7 +194,7 @@ async def run(context: Context, args) -> Outcome:
     async def tear_down(index: int) -> None:
         try:
             await pairs[index].finish_trip()
-        except (PairFailed, TimeoutError, OSError):
+        except PAIR_TROUBLE:
             outcome.counts["teardown_failed"] += 1
         await pairs[index].close()
 

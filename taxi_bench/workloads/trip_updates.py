@@ -23,7 +23,7 @@ from taxi_bench.outcome import Outcome
 from taxi_bench.schedule import Timeline, staggered
 from taxi_bench.sockets import Peer
 from taxi_bench.workloads.context import Context, gather_limited
-from taxi_bench.workloads.pairs import Pair, PairFailed, open_pair
+from taxi_bench.workloads.pairs import PAIR_TROUBLE, Pair, open_pair
 
 NAME = "trip-updates"
 
@@ -104,7 +104,7 @@ async def run(context: Context, args) -> Outcome:
         pair.driver.listen(at_driver, until=context.deadline)
         try:
             await pair.end_leftover_trips()
-        except (PairFailed, TimeoutError, OSError) as error:
+        except PAIR_TROUBLE as error:
             outcome.counts[f"setup_failed:{error}"] += 1
             await pair.close()
             return

@@ -1,0 +1,147 @@
+"""The standard benchmark: taxi run as production runs it, loaded by every workload.
+
+    python -m taxi_bench.suite            # the standard sizes for a two-core machine
+    python -m taxi_bench.suite --smoke    # every workload, tiny, in well under a minute
+
+It creates the PostgreSQL database if needed, migrates, collects static files, makes
+the bench users (reused by later runs), starts `python -m config.serve` with
+`DEBUG=0`, a generated secret, no log-in throttle and `WEB_CONCURRENCY` workers on
+PostgreSQL and Redis, runs each workload against it with `--server-pid`, runs the raw
+relay (`taxi_bench.relay`) with the tracking workload as the baseline, measures what
+the password hasher allows on this machine, and writes the results into the results
+section of docs/benchmarks.md (the rest of that page is left as it is).
+Everything it writes besides that page goes under bench-results/.
+"""
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from taxi_bench.suite.machine import hasher_capacity
+from taxi_bench.suite.paths import REPOSITORY, RESULTS
+from taxi_bench.suite.plan import smoke_sizes, standard_sizes
+from taxi_bench.suite.report import render_results, run_workload, write_report
+from taxi_bench.suite.servers import (
+    SERVER_START_SECONDS,
+    Started,
+    database_ready,
+    free_port,
+    redis_cleared,
+    run_command,
+    server_env,
+    two_free_ports,
+)
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m taxi_bench.suite", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/taxi_bench"
+        ),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--redis-prefix", default="taxi-bench")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="WEB_CONCURRENCY")
+    parser.add_argument("--port", type=int, default=0, help="taxi's port (default: a free one)")
+    parser.add_argument("--relay-port", type=int, default=0)
+    parser.add_argument("--only", nargs="*", help="run only these (names as in the report)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the page to write (default docs/benchmarks.md, or bench-results/smoke.md)",
+    )
+    args = parser.parse_args(argv)
+    args.argv = argv
+    args.port = args.port or free_port()
+    args.relay_port = args.relay_port or two_free_ports()
+    args.out = args.out or (
+        RESULTS / "smoke.md" if args.smoke else REPOSITORY / "docs" / "benchmarks.md"
+    )
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    started = datetime.now(UTC)
+    sizes = smoke_sizes() if args.smoke else standard_sizes()
+    runs = [run for run in sizes.runs if not args.only or run.name in args.only]
+    RESULTS.mkdir(exist_ok=True)
+    env = server_env(args)
+    manage = [sys.executable, "manage.py"]
+
+    print(f"Preparing {args.database_url} and Redis prefix {args.redis_prefix!r}", flush=True)
+    database_ready(args.database_url)
+    redis_cleared(args.redis_url, args.redis_prefix)
+    run_command([*manage, "migrate", "--noinput"], env, timeout=600)
+    run_command([*manage, "collectstatic", "--noinput"], env, timeout=600)
+    users = RESULTS / "users.json"
+    print(
+        run_command(
+            [
+                *(*manage, "bench_users", "--riders", str(sizes.riders)),
+                *("--drivers", str(sizes.drivers), "--out", str(users)),
+                *("--valid-for-minutes", "120"),
+            ],
+            env,
+            timeout=1800,
+        ),
+        end="",
+        flush=True,
+    )
+    hasher_per_second = hasher_capacity(args.workers, seconds=2 if args.smoke else 5)
+
+    server_command = [sys.executable, "-m", "config.serve"]
+    relay_command = [
+        *(sys.executable, "-m", "taxi_bench.relay"),
+        *("--port", str(args.relay_port), "--workers", str(args.workers)),
+    ]
+    server = Started("taxi", server_command, env, RESULTS / "server.log")
+    relay = Started("relay", relay_command, dict(os.environ), RESULTS / "relay.log")
+    results = []
+    try:
+        server.start()
+        server.wait_for("Started server process", count=args.workers, timeout=SERVER_START_SECONDS)
+        relay.start()
+        relay.wait_for("relay serving on", count=args.workers, timeout=SERVER_START_SECONDS)
+        for run in runs:
+            results.append(
+                run_workload(
+                    run,
+                    base_url=f"ws://127.0.0.1:{args.relay_port}"
+                    if run.against_relay
+                    else f"http://127.0.0.1:{args.port}",
+                    users=users,
+                    server_pid=relay.pid if run.against_relay else server.pid,
+                    env=env,
+                )
+            )
+    finally:
+        server.stop()
+        relay.stop()
+
+    section = render_results(
+        args=args,
+        results=results,
+        hasher_per_second=hasher_per_second,
+        server_command=["python", "-m", "config.serve"],
+        relay_command=["python", *relay_command[1:]],
+        started=started,
+    )
+    write_report(args.out, section)
+    print(f"\nWrote {args.out}", flush=True)
+    failed = [result.run.name for result in results if result.outcome is None]
+    if failed:
+        print(f"Failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
