@@ -9,6 +9,7 @@ django_http = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from config.lifespan import Lifespan  # noqa: E402
 from realtime.auth import SocketAuthMiddleware  # noqa: E402
 from realtime.origins import OriginCheck  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -16,6 +17,7 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_http,
+        "lifespan": Lifespan(),
         "websocket": OriginCheck(
             AuthMiddlewareStack(SocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),

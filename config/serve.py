@@ -41,7 +41,8 @@ def main() -> None:
         # events are small, so compression would buy little and cost most of the memory.
         ws_per_message_deflate=False,
         proxy_headers=True,
-        lifespan="off",
+        # Each worker starts the driver-search sweeper on start-up.
+        lifespan="on",
         log_level=os.environ.get("UVICORN_LOG_LEVEL", "info"),
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
     )

@@ -276,3 +276,7 @@ POSITION_MIN_INTERVAL_SECONDS = env_float("POSITION_MIN_INTERVAL_SECONDS", 0.5)
 WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", 10)
 WEBSOCKET_MESSAGES_PER_SECOND = env_float("WEBSOCKET_MESSAGES_PER_SECOND", 10)
 WEBSOCKET_MESSAGE_BURST = env_int("WEBSOCKET_MESSAGE_BURST", 30)
+# How often each server process looks for searches whose offers have timed out.
+DISPATCH_SWEEP_SECONDS = env_float("DISPATCH_SWEEP_SECONDS", 0.5)
+# Trail points a driver's socket collects before writing them in one insert.
+TRAIL_BATCH_SIZE = env_int("TRAIL_BATCH_SIZE", 10)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("accounts.urls")),
     path("api/", include("trips.urls")),
     path("api/", include("realtime.urls")),
+    path("api/", include("dispatch.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("api-auth/", include("rest_framework.urls")),

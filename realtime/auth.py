@@ -10,7 +10,6 @@ they belong to.
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
@@ -19,6 +18,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from accounts import sessions
 from accounts.authentication import RevocableJWTAuthentication
 from accounts.models import User
+from realtime.database import db
 from realtime.tickets import ticket_redeem
 
 
@@ -28,7 +28,7 @@ class SocketAuth:
     expires_at: float | None = None
 
 
-@database_sync_to_async
+@db
 def _from_token(raw: str) -> tuple[User, SocketAuth] | None:
     authentication = RevocableJWTAuthentication()
     try:
@@ -39,7 +39,7 @@ def _from_token(raw: str) -> tuple[User, SocketAuth] | None:
     return user, SocketAuth(token.get(sessions.SESSION_CLAIM), float(token["exp"]))
 
 
-@database_sync_to_async
+@db
 def _from_ticket(ticket: str) -> tuple[User, SocketAuth] | None:
     grant = ticket_redeem(ticket)
     if grant is None or sessions.is_revoked(grant.session_id):

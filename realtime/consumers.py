@@ -11,7 +11,6 @@ import json
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -19,8 +18,12 @@ from accounts.models import User
 from accounts.serializers import UserSerializer
 from config.exceptions import DomainError
 from dispatch import services as dispatch
+from dispatch.location_index import location_index
+from dispatch.positions import AcceptedPosition, position_validate
+from dispatch.tracking import last_positions, position_share
 from realtime.auth import SocketAuth
 from realtime.commands import SessionEnded, acting_user, command_execute
+from realtime.database import db
 from realtime.delivery import AVAILABLE_DRIVERS, session_group, user_group
 from realtime.limits import MessageRate, sockets_per_user
 from realtime.protocols import (
@@ -30,23 +33,20 @@ from realtime.protocols import (
     Echo,
     NativeProtocol,
     ProtocolError,
+    ReportPosition,
     SetOnline,
 )
+from trips.errors import RoleRequired
 from trips.events import Origin, TripEvent, trip_payload
 from trips.models import Trip
 from trips.selectors import trips_active_for
+from trips.trail import trip_trail_record
 
 logger = logging.getLogger(__name__)
 
 # Closed because the credentials ended: expired token, logged out, deactivated.
 CLOSE_SESSION_ENDED = 4001
 CLOSE_TOO_BIG = 1009
-
-
-def db(function):
-    """ORM work off the event loop, on the thread pool rather than one shared thread, so
-    one socket's query never queues behind every other socket's."""
-    return database_sync_to_async(function, thread_sensitive=False)
 
 
 class InternalError(DomainError):
@@ -57,7 +57,7 @@ def _connection_state(user: User) -> dict:
     trips = list(trips_active_for(user))
     driving = next(
         (
-            str(trip.id)
+            trip
             for trip in trips
             if trip.driver_id == user.id and trip.status in Trip.DRIVER_ACTIVE_STATUSES
         ),
@@ -66,7 +66,8 @@ def _connection_state(user: User) -> dict:
     return {
         "user": UserSerializer(user).data,
         "trips": [trip_payload(trip) for trip in trips],
-        "driving": driving,
+        "driving": (str(driving.id), driving.rider_id) if driving else (None, None),
+        "driven": [str(trip.id) for trip in trips if trip.driver_id is not None],
     }
 
 
@@ -99,22 +100,28 @@ class TripConsumer(AsyncWebsocketConsumer):
         self.protocol = NativeProtocol() if NATIVE_SUBPROTOCOL in subprotocols else CourseProtocol()
         auth: SocketAuth = self.scope.get("auth") or SocketAuth()
 
-        await self.accept(subprotocol=self.protocol.subprotocol)
-        # Join before reading the state, so no change can fall between the two.
+        # Join before reading the state, so no change can fall between the two, and
+        # accept only then, so a client that hears "connected" is already listening.
         await self._join(user_group(user.id))
         if auth.session_id:
             await self._join(session_group(auth.session_id))
         state = await db(_connection_state)(user)
-        self.driving: str | None = state["driving"]
+        self.driving, self.driving_rider = state["driving"]
         self.dropped: str | None = None
+        self.last_position: AcceptedPosition | None = None
+        self.trail: list[AcceptedPosition] = []
         self.online = (
             user.is_driver
             and self.protocol.drivers_online_on_connect
             and await db(_may_go_online)(user)
         )
         await self._sync_availability()
+        await self.accept(subprotocol=self.protocol.subprotocol)
         snapshot = self.protocol.snapshot(
-            user=state["user"], trips=state["trips"], online=self.online
+            user=state["user"],
+            trips=state["trips"],
+            online=self.online,
+            positions=await last_positions().positions_of(state["driven"]),
         )
         if snapshot is not None:
             await self._send(snapshot)
@@ -127,6 +134,10 @@ class TripConsumer(AsyncWebsocketConsumer):
             return
         if self.expiry is not None:
             self.expiry.cancel()
+        if self.driving is not None:
+            await self._trail_flush()
+        if self.online:
+            await location_index().driver_remove(self.user.id)
         for group in self.joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         sockets_per_user.release(self.user.id)
@@ -169,14 +180,50 @@ class TripConsumer(AsyncWebsocketConsumer):
             case SetOnline(online=online):
                 if online:
                     await db(lambda: dispatch.driver_online_check(acting_user(self.user.id)))()
+                else:
+                    await location_index().driver_remove(self.user.id)
                 self.online = online
                 await self._sync_availability()
                 reply = self.protocol.driver_status(self.online, command.request_id)
                 if reply is not None:
                     await self._send(reply)
+            case ReportPosition():
+                await self._position_report(command)
             case _:
+                if self.driving is not None:
+                    # The trail must be complete before a step that measures it.
+                    await self._trail_flush()
                 origin = Origin(self.channel_name, command.request_id)
                 await db(command_execute)(self.user.id, command, origin)
+
+    async def _position_report(self, command: ReportPosition) -> None:
+        """A driver's position: on a trip it goes to the rider and the trail; otherwise
+        it places an online driver in the index that dispatch searches."""
+        if not self.user.is_driver:
+            raise RoleRequired("Only drivers report positions.")
+        position = position_validate(
+            report=command.report, previous=self.last_position, now=time.time()
+        )
+        self.last_position = position
+        if self.driving is not None:
+            await position_share(
+                trip_id=self.driving,
+                driver_id=self.user.id,
+                rider_id=self.driving_rider,
+                position=position,
+            )
+            self.trail.append(position)
+            if len(self.trail) >= settings.TRAIL_BATCH_SIZE:
+                await self._trail_flush()
+        elif self.online:
+            await location_index().driver_position_set(
+                self.user.id, position.lat, position.lng, at=position.received_at
+            )
+
+    async def _trail_flush(self) -> None:
+        if self.trail:
+            positions, self.trail = self.trail, []
+            await db(trip_trail_record)(trip_id=self.driving, positions=positions)
 
     # --- From the channel layer -------------------------------------------------------------
 
@@ -193,6 +240,11 @@ class TripConsumer(AsyncWebsocketConsumer):
         if reply is not None:
             await self._send(reply)
 
+    async def driver_location(self, message):
+        reply = self.protocol.driver_location(message["position"])
+        if reply is not None:
+            await self._send(reply)
+
     async def session_end(self, message):
         await self.close(code=CLOSE_SESSION_ENDED)
 
@@ -202,11 +254,14 @@ class TripConsumer(AsyncWebsocketConsumer):
         """Keep `driving` in step with the trip events this driver hears."""
         mine = (trip.get("driver") or {}).get("id") == self.user.id
         if mine and trip["status"] in Trip.DRIVER_ACTIVE_STATUSES:
-            self.driving = trip["id"]
+            if self.driving != trip["id"]:
+                self.driving, self.driving_rider = trip["id"], trip["rider"]["id"]
+                await location_index().driver_remove(self.user.id)
         elif trip["id"] == self.driving:
             if trip["status"] == Trip.Status.REQUESTED:
                 self.dropped = trip["id"]  # not to be offered again the trip they left
-            self.driving = None
+            await self._trail_flush()
+            self.driving = self.driving_rider = None
         else:
             return
         await self._sync_availability()

@@ -70,6 +70,12 @@ class SetOnline(Command):
 
 
 @dataclass(frozen=True)
+class ReportPosition(Command):
+    # Checked by the position rules, which know the driver's previous position.
+    report: Any
+
+
+@dataclass(frozen=True)
 class Echo(Command):
     data: Any
 
@@ -188,7 +194,12 @@ class CourseProtocol:
     def driver_status(self, online: bool, request_id: str | None) -> dict | None:
         return None
 
-    def snapshot(self, *, user: dict, trips: list[dict], online: bool) -> dict | None:
+    def driver_location(self, position: dict) -> dict | None:
+        return None  # the course's clients have no use for positions
+
+    def snapshot(
+        self, *, user: dict, trips: list[dict], online: bool, positions: dict
+    ) -> dict | None:
         return None
 
     def error(self, error: DomainError, request: Command | None) -> dict:
@@ -245,6 +256,8 @@ class NativeProtocol:
             return CancelTrip(kind, trip_id, request_id=request_id)
         if kind in ("driver.online", "driver.offline"):
             return SetOnline(kind, kind == "driver.online", request_id=request_id)
+        if kind == "driver.location":
+            return ReportPosition(kind, data, request_id=request_id)
         raise ProtocolError(f"Unknown message type {kind!r}.", code="unknown_type")
 
     @staticmethod
@@ -265,8 +278,14 @@ class NativeProtocol:
     def driver_status(self, online: bool, request_id: str | None) -> dict | None:
         return self._message("driver.status", {"online": online}, request_id)
 
-    def snapshot(self, *, user: dict, trips: list[dict], online: bool) -> dict | None:
-        return self._message("snapshot", {"user": user, "trips": trips, "online": online}, None)
+    def driver_location(self, position: dict) -> dict | None:
+        return self._message("driver.location", position, None)
+
+    def snapshot(
+        self, *, user: dict, trips: list[dict], online: bool, positions: dict
+    ) -> dict | None:
+        data = {"user": user, "trips": trips, "online": online, "positions": positions}
+        return self._message("snapshot", data, None)
 
     def error(self, error: DomainError, request: Command | None) -> dict:
         body = {**error.as_dict(), **error.context()}

@@ -1,18 +1,30 @@
+import uuid
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from trips import services
+from trips import errors, services
 from trips.models import Trip
 from trips.selectors import trips_visible_to
 from trips.serializers import (
+    TrailPointSerializer,
     TripAdvanceSerializer,
     TripListQuerySerializer,
     TripRequestSerializer,
     TripSerializer,
 )
+
+
+def trip_id_of(pk: str) -> uuid.UUID:
+    """The trip id in the URL; the route lets through 36 hex digits and hyphens in any
+    order, and what is no UUID names no trip."""
+    try:
+        return uuid.UUID(pk)
+    except ValueError:
+        raise errors.TripNotFound("No such trip.") from None
 
 
 class TripPagination(LimitOffsetPagination):
@@ -56,7 +68,7 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(request=None, responses=TripSerializer)
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
-        trip = services.trip_accept(trip_id=pk, driver=request.user)
+        trip = services.trip_accept(trip_id=trip_id_of(pk), driver=request.user)
         return Response(TripSerializer(trip).data)
 
     @extend_schema(request=TripAdvanceSerializer, responses=TripSerializer)
@@ -65,12 +77,19 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         form = TripAdvanceSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         trip = services.trip_advance(
-            trip_id=pk, driver=request.user, status=form.validated_data["status"]
+            trip_id=trip_id_of(pk), driver=request.user, status=form.validated_data["status"]
         )
         return Response(TripSerializer(trip).data)
+
+    @extend_schema(responses=TrailPointSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def trail(self, request, pk=None):
+        """Where the driver went during the trip, oldest first."""
+        trip = self.get_object()
+        return Response(TrailPointSerializer(trip.trail.all(), many=True).data)
 
     @extend_schema(request=None, responses=TripSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        trip = services.trip_cancel(trip_id=pk, user=request.user)
+        trip = services.trip_cancel(trip_id=trip_id_of(pk), user=request.user)
         return Response(TripSerializer(trip).data)

@@ -117,3 +117,23 @@ class Trip(models.Model):
     @property
     def has_pick_up_point(self) -> bool:
         return self.pick_up_lat is not None and self.pick_up_lng is not None
+
+
+class TrailPoint(models.Model):
+    """Where the trip's driver was while the trip was active: its history and distance."""
+
+    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="trail")
+    lat = models.FloatField()
+    lng = models.FloatField()
+    heading = models.FloatField(null=True, blank=True)
+    speed = models.FloatField(null=True, blank=True)
+    accuracy = models.FloatField(null=True, blank=True)
+    # When the driver's device measured it.
+    measured_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["measured_at", "id"]
+        indexes = [models.Index(fields=["trip", "measured_at"], name="trail_trip_measured")]
+
+    def __str__(self) -> str:
+        return f"{self.lat:.5f},{self.lng:.5f} at {self.measured_at:%H:%M:%S}"

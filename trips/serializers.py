@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from accounts.serializers import UserSerializer
-from trips.models import Trip
+from trips.models import TrailPoint, Trip
 
 
 class TripSerializer(serializers.ModelSerializer):
@@ -62,3 +62,10 @@ class TripRequestSerializer(serializers.Serializer):
 
 class TripAdvanceSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED])
+
+
+class TrailPointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrailPoint
+        fields = ["lat", "lng", "heading", "speed", "accuracy", "measured_at"]
+        read_only_fields = fields

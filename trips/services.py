@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from dispatch import services as dispatch
-from realtime.delivery import deliver_on_commit
+from realtime.delivery import deliver_on_commit, to_group, user_group
 from trips import errors
 from trips.events import (
     Origin,
@@ -28,6 +28,7 @@ from trips.events import (
 )
 from trips.models import Trip
 from trips.selectors import trips_visible_to
+from trips.trail import trail_distance_m
 
 Status = Trip.Status
 
@@ -73,10 +74,7 @@ def trip_request(
     if not rider.is_rider:
         raise errors.RoleRequired("Only riders can request trips.")
     if request_id and (earlier := _earlier_request(rider, request_id)):
-        deliver_on_commit(
-            to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
-        )
-        return earlier, False
+        return _request_repeated(earlier, origin), False
     if active := _active_trip_of_rider(rider):
         raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     try:
@@ -94,15 +92,23 @@ def trip_request(
     except IntegrityError as error:
         # A concurrent request from the same rider won the race for the constraint.
         if request_id and (earlier := _earlier_request(rider, request_id)):
-            return earlier, False
+            return _request_repeated(earlier, origin), False
         raise errors.RiderHasActiveTrip(
             "You already have an active trip.", trip=_active_trip_of_rider(rider)
         ) from error
     trip = _trip(trip.id)
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
-    dispatch.trip_offer(trip=trip, payload=payload, origin=origin)
+    dispatch.trip_offer(trip=trip, payload=payload)
     return trip, True
+
+
+def _request_repeated(earlier: Trip, origin: Origin | None) -> Trip:
+    """Answer a repeated request, however it was found out, to the asking socket only."""
+    deliver_on_commit(
+        to_origin_only(trip_message(TripEvent.REQUESTED, trip_payload(earlier), origin), origin)
+    )
+    return earlier
 
 
 def _earlier_request(rider: User, request_id: str) -> Trip | None:
@@ -121,7 +127,7 @@ def _require_available_driver(driver: User, trip_id) -> None:
         raise
     busy = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES)
     if busy.exists():
-        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id))
+        raise errors.DriverBusy("You are already on a trip.", trip=_visible_trip(driver, trip_id))
 
 
 @transaction.atomic
@@ -136,7 +142,9 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
             )
     except IntegrityError as error:
         # This driver won another trip in the same instant.
-        raise errors.DriverBusy("You are already on a trip.", trip=_trip(trip_id)) from error
+        raise errors.DriverBusy(
+            "You are already on a trip.", trip=_visible_trip(driver, trip_id)
+        ) from error
     trip = _trip(trip_id)
     if trip is None:
         raise errors.TripNotFound("No such trip.")
@@ -144,7 +152,7 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
         # The driver saw this request when it was offered, so they may see who has it now.
         raise errors.TripNotAvailable(
             "Another driver has already accepted this trip."
-            if trip.driver_id
+            if trip.status in Trip.DRIVER_ACTIVE_STATUSES
             else "This trip is no longer requested.",
             trip=trip,
         )
@@ -157,6 +165,10 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
 @transaction.atomic
 def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = None) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS), then drops them off."""
+    if not driver.is_driver:
+        raise errors.RoleRequired(
+            "Only drivers can move a trip on.", trip=_visible_trip(driver, trip_id)
+        )
     if status not in ADVANCE_FROM:
         raise errors.StatusOutOfOrder(
             f"A driver can move a trip to {' or '.join(ADVANCE_FROM)}, not {status}.",
@@ -173,6 +185,8 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
         if trip.driver_id != driver.id:
             raise errors.NotYourTrip("Only the trip's driver can do that.", trip=trip)
         raise errors.StatusOutOfOrder(f"A {trip.status} trip cannot become {status}.", trip=trip)
+    if status == Status.COMPLETED:
+        Trip.objects.filter(id=trip_id).update(distance_m=trail_distance_m(trip_id))
     trip = _trip(trip_id)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.UPDATED, trip_payload(trip), origin)))
     return trip
@@ -224,5 +238,28 @@ def _driver_drop_out(trip: Trip, origin: Origin | None) -> Trip:
     payload = trip_payload(trip)
     message = trip_message(TripEvent.UPDATED, payload, origin)
     deliver_on_commit(to_parties(trip, message, also=(former_driver,)))
-    dispatch.trip_offer(trip=trip, payload=payload, origin=None)
+    dispatch.trip_offer(trip=trip, payload=payload, exclude=(former_driver,))
+    return trip
+
+
+@transaction.atomic
+def trip_no_driver_found(*, trip_id, offered: list[int]) -> Trip | None:
+    """End a request nobody accepted: the rider hears that no driver was found, and the
+    drivers it was offered to that it is gone. None if it was no longer requested."""
+    now = timezone.now()
+    ended = Trip.objects.filter(id=trip_id, status=Status.REQUESTED).update(
+        status=Status.CANCELED,
+        canceled_at=now,
+        cancel_reason=Trip.CancelReason.NO_DRIVER_FOUND,
+        updated=now,
+    )
+    if not ended:
+        return None
+    trip = _trip(trip_id)
+    payload = trip_payload(trip)
+    gone = trip_message(TripEvent.CANCELED, payload)
+    deliver_on_commit(
+        to_parties(trip, trip_message(TripEvent.NO_DRIVER_FOUND, payload))
+        + [to_group(user_group(driver), gone) for driver in offered]
+    )
     return trip

@@ -93,3 +93,48 @@ async def refused(channel_layer):
         return not connected
 
     return refused_
+
+
+def course_trip_request(rider=None, **overrides) -> dict:
+    data = {"pick_up_address": "1 Main Street", "drop_off_address": "99 Harbour Road"}
+    if rider is not None:
+        data["rider"] = rider.id
+    data.update(overrides)
+    return {"type": "create.trip", "data": data}
+
+
+def course_update(trip: dict, status: str, **overrides) -> dict:
+    """What the course's clients send: the whole trip back, with a new status."""
+    data = {
+        "id": trip["id"],
+        "pick_up_address": trip["pick_up_address"],
+        "drop_off_address": trip["drop_off_address"],
+        "status": status,
+        "rider": trip["rider"]["id"],
+        "driver": (trip["driver"] or {}).get("id"),
+    }
+    data.update(overrides)
+    return {"type": "update.trip", "data": data}
+
+
+@pytest.fixture
+def trip_in_db():
+    """The trip's row as it is now, read off the event loop."""
+    from trips.models import Trip
+
+    async def read(trip_id):
+        return await sync_to_async(
+            lambda: Trip.objects.select_related("rider", "driver").filter(id=trip_id).first()
+        )()
+
+    return read
+
+
+@pytest.fixture
+def trip_count():
+    from trips.models import Trip
+
+    async def count():
+        return await sync_to_async(Trip.objects.count)()
+
+    return count

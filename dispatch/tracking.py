@@ -1,0 +1,105 @@
+"""The assigned driver's positions, on their way to the trip's rider.
+
+Each accepted position goes to the rider's sockets at once and becomes the trip's last
+known position (what a reconnecting rider's snapshot shows); the trail for the trip's
+history is written in batches by the driver's socket, not one insert per position.
+"""
+
+import json
+from datetime import UTC, datetime
+from typing import Protocol
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from dispatch.positions import AcceptedPosition
+from dispatch.redis_clients import PerLoopRedis
+from realtime.delivery import deliver, to_group, user_group
+
+# How long a trip's last known position is kept after its driver stops reporting.
+LAST_POSITION_SECONDS = 6 * 60 * 60
+
+
+def position_payload(*, trip_id: str, driver_id: int, position: AcceptedPosition) -> dict:
+    return {
+        "trip_id": trip_id,
+        "driver_id": driver_id,
+        "lat": position.lat,
+        "lng": position.lng,
+        "heading": position.heading,
+        "speed": position.speed,
+        "recorded_at": datetime.fromtimestamp(position.measured_at, UTC)
+        .isoformat()
+        .replace("+00:00", "Z"),
+    }
+
+
+class LastPositions(Protocol):
+    async def position_keep(self, trip_id: str, payload: dict) -> None: ...
+
+    async def positions_of(self, trip_ids: list[str]) -> dict[str, dict]: ...
+
+
+class MemoryLastPositions:
+    def __init__(self):
+        self._positions: dict[str, dict] = {}
+
+    async def position_keep(self, trip_id: str, payload: dict) -> None:
+        self._positions[trip_id] = payload
+
+    async def positions_of(self, trip_ids: list[str]) -> dict[str, dict]:
+        return {
+            trip_id: self._positions[trip_id] for trip_id in trip_ids if trip_id in self._positions
+        }
+
+
+class RedisLastPositions:
+    def __init__(self, url: str):
+        self._redis_clients = PerLoopRedis(url)
+
+    @staticmethod
+    def _key(trip_id: str) -> str:
+        return f"{settings.REDIS_KEY_PREFIX}:tracking:last:{trip_id}"
+
+    async def position_keep(self, trip_id: str, payload: dict) -> None:
+        await self._redis_clients.client().set(
+            self._key(trip_id), json.dumps(payload), ex=LAST_POSITION_SECONDS
+        )
+
+    async def positions_of(self, trip_ids: list[str]) -> dict[str, dict]:
+        if not trip_ids:
+            return {}
+        stored = await self._redis_clients.client().mget([self._key(t) for t in trip_ids])
+        return {trip_id: json.loads(s) for trip_id, s in zip(trip_ids, stored, strict=True) if s}
+
+
+_last_positions: LastPositions | None = None
+
+
+def last_positions() -> LastPositions:
+    global _last_positions
+    if _last_positions is None:
+        _last_positions = (
+            RedisLastPositions(settings.REDIS_URL) if settings.REDIS_URL else MemoryLastPositions()
+        )
+    return _last_positions
+
+
+@receiver(setting_changed)
+def _last_positions_reconfigure(*, setting: str, **kwargs) -> None:
+    global _last_positions
+    if setting == "REDIS_URL":
+        _last_positions = None
+
+
+async def position_share(
+    *, trip_id: str, driver_id: int, rider_id: int, position: AcceptedPosition
+) -> dict:
+    """Send the position to the trip's rider, and only them, and keep it as the last."""
+    payload = position_payload(trip_id=trip_id, driver_id=driver_id, position=position)
+    await deliver(
+        [to_group(user_group(rider_id), {"type": "driver.location", "position": payload})]
+    )
+    await last_positions().position_keep(trip_id, payload)
+    return payload

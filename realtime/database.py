@@ -1,0 +1,26 @@
+"""Database work from async code."""
+
+import functools
+
+from channels.db import database_sync_to_async
+from django.db import close_old_connections, connection
+
+
+def db(function):
+    """ORM work off the event loop. On PostgreSQL it runs on the thread pool, so one
+    socket's query never queues behind every other socket's; SQLite takes one writer
+    at a time anyway, so there it all runs on one thread instead of failing on locks.
+
+    The connection goes back to the pool as soon as the work is done, from inside the
+    call: pool threads outlive the call, and one that kept its connection would hold
+    it until the process ends.
+    """
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return database_sync_to_async(run, thread_sensitive=connection.vendor == "sqlite")

@@ -1,0 +1,233 @@
+"""Who may open /taxi/, and when the server closes a socket."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from asgiref.sync import sync_to_async
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.services import session_tokens_issue
+from conftest import PASSWORD
+from realtime.consumers import CLOSE_SESSION_ENDED
+from realtime.protocols import NATIVE_SUBPROTOCOL
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def tokens_for(user) -> dict:
+    return await sync_to_async(session_tokens_issue)(user=user)
+
+
+async def test_course_client_connects_with_its_token(open_socket, rider):
+    socket = await open_socket(rider)
+
+    assert socket.subprotocol is None
+    await socket.send({"type": "echo.message", "data": {"hello": 1}})
+    assert await socket.receive() == {"type": "echo.message", "data": {"hello": 1}}
+
+
+async def test_native_client_gets_its_subprotocol_and_a_snapshot(open_socket, rider):
+    socket = await open_socket(rider, native=True)
+
+    assert socket.subprotocol == NATIVE_SUBPROTOCOL
+    assert socket.snapshot["user"]["id"] == rider.id
+    assert socket.snapshot["trips"] == []
+
+
+async def test_anonymous_is_refused(refused):
+    assert await refused("/taxi/")
+
+
+@pytest.mark.parametrize("token", ["garbage", "", "a.b.c"])
+async def test_malformed_token_is_refused(refused, token):
+    assert await refused(f"/taxi/?token={token}")
+
+
+async def test_refresh_token_is_not_an_access_token(refused, rider):
+    tokens = await tokens_for(rider)
+
+    assert await refused(f"/taxi/?token={tokens['refresh']}")
+
+
+async def test_expired_token_is_refused(refused, rider):
+    token = await sync_to_async(AccessToken.for_user)(rider)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+
+    assert await refused(f"/taxi/?token={token}")
+
+
+async def test_token_of_a_logged_out_session_is_refused(refused, rider, client_for, api_client):
+    tokens = await tokens_for(rider)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    response = await sync_to_async(api_client.post)(
+        "/api/log_out/", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert response.status_code == 204
+
+    assert await refused(f"/taxi/?token={tokens['access']}")
+
+
+async def test_inactive_user_is_refused(refused, make_user):
+    user = await sync_to_async(make_user)("rider")
+    tokens = await tokens_for(user)
+    user.is_active = False
+    await sync_to_async(user.save)()
+
+    assert await refused(f"/taxi/?token={tokens['access']}")
+
+
+async def test_user_without_a_role_is_refused(refused, make_user):
+    user = await sync_to_async(make_user)("")
+    tokens = await tokens_for(user)
+
+    assert await refused(f"/taxi/?token={tokens['access']}")
+
+
+class TestOrigins:
+    async def test_other_sites_are_refused(self, refused, rider):
+        tokens = await tokens_for(rider)
+
+        assert await refused(
+            f"/taxi/?token={tokens['access']}",
+            headers=[(b"origin", b"https://evil.example"), (b"host", b"taxi.example.com")],
+        )
+
+    async def test_the_null_origin_is_refused(self, refused, rider):
+        tokens = await tokens_for(rider)
+
+        assert await refused(f"/taxi/?token={tokens['access']}", headers=[(b"origin", b"null")])
+
+    async def test_same_origin_and_allowed_origins_connect(self, open_socket, rider, settings):
+        settings.WEBSOCKET_ALLOWED_ORIGINS = ["https://app.example.com", "localhost"]
+        same = [(b"origin", b"https://taxi.example.com"), (b"host", b"taxi.example.com")]
+        listed = [(b"origin", b"https://app.example.com"), (b"host", b"taxi.example.com")]
+        dev = [(b"origin", b"http://localhost:3000"), (b"host", b"127.0.0.1:8000")]
+
+        for headers in (same, listed, dev):
+            await open_socket(rider, headers=headers)
+
+    async def test_scheme_must_match_a_listed_origin(self, refused, rider, settings):
+        settings.WEBSOCKET_ALLOWED_ORIGINS = ["https://app.example.com"]
+        tokens = await tokens_for(rider)
+
+        assert await refused(
+            f"/taxi/?token={tokens['access']}",
+            headers=[(b"origin", b"http://app.example.com"), (b"host", b"taxi.example.com")],
+        )
+
+
+class TestTickets:
+    async def ticket(self, client) -> str:
+        response = await sync_to_async(client.post)("/api/ws-ticket/")
+        assert response.status_code == 200
+        assert response.json()["expires_in"] == 30
+        return response.json()["ticket"]
+
+    async def test_a_ticket_opens_one_socket_once(self, open_socket, refused, rider, client_for):
+        ticket = await self.ticket(await sync_to_async(client_for)(rider))
+
+        socket = await open_socket(rider, query=f"ticket={ticket}")
+        await socket.send({"type": "echo.message", "data": "hi"})
+        assert (await socket.receive())["data"] == "hi"
+        assert await refused(f"/taxi/?ticket={ticket}")
+
+    async def test_unknown_ticket_is_refused(self, refused):
+        assert await refused("/taxi/?ticket=made-up")
+
+    async def test_ticket_needs_authentication(self, api_client):
+        response = await sync_to_async(api_client.post)("/api/ws-ticket/")
+
+        assert response.status_code == 401
+
+    async def test_an_expired_ticket_is_refused(self, refused, rider, client_for, settings):
+        # The cache's own clock decides expiry; the local-memory cache follows time_machine.
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        with time_machine.travel(0, tick=False) as traveller:
+            ticket = await self.ticket(await sync_to_async(client_for)(rider))
+            traveller.shift(31)
+
+            assert await refused(f"/taxi/?ticket={ticket}")
+
+    async def test_a_web_session_can_buy_a_ticket(self, open_socket, rider, client):
+        await sync_to_async(client.login)(username=rider.username, password=PASSWORD)
+
+        ticket = await self.ticket(client)
+
+        await open_socket(rider, query=f"ticket={ticket}")
+
+
+async def test_session_cookie_authenticates_same_origin_pages(open_socket, rider, client):
+    await sync_to_async(client.force_login)(rider)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    socket = await open_socket(
+        rider,
+        query="",
+        headers=[(b"cookie", cookie), (b"origin", b"http://testserver"), (b"host", b"testserver")],
+    )
+
+    await socket.send({"type": "echo.message", "data": 1})
+    assert (await socket.receive())["data"] == 1
+
+
+class TestClosedByTheServer:
+    async def test_when_the_access_token_expires(self, open_socket, rider):
+        token = await sync_to_async(AccessToken.for_user)(rider)
+        token.set_exp(lifetime=timedelta(seconds=1))
+
+        socket = await open_socket(rider, query=f"token={token}")
+
+        assert await socket.closed_with(timeout=3) == CLOSE_SESSION_ENDED
+
+    async def test_when_its_session_logs_out_but_not_other_sessions(
+        self, open_socket, rider, api_client
+    ):
+        phone, laptop = await tokens_for(rider), await tokens_for(rider)
+        phone_socket = await open_socket(rider, query=f"token={phone['access']}")
+        laptop_socket = await open_socket(rider, query=f"token={laptop['access']}")
+
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {phone['access']}")
+        response = await sync_to_async(api_client.post)(
+            "/api/log_out/", {"refresh": phone["refresh"]}, format="json"
+        )
+
+        assert response.status_code == 204
+        assert await phone_socket.closed_with() == CLOSE_SESSION_ENDED
+        assert await laptop_socket.receive_nothing()
+        await laptop_socket.send({"type": "echo.message", "data": "still here"})
+        assert (await laptop_socket.receive())["data"] == "still here"
+
+    async def test_when_staff_deactivate_the_user(self, open_socket, rider, make_user, client):
+        staff = await sync_to_async(make_user)("", is_staff=True, is_superuser=True)
+        socket = await open_socket(rider)
+        await sync_to_async(client.force_login)(staff)
+        form = await sync_to_async(lambda: client.get(f"/admin/accounts/user/{rider.id}/change/"))()
+        assert form.status_code == 200
+
+        response = await sync_to_async(client.post)(
+            f"/admin/accounts/user/{rider.id}/change/",
+            {
+                "username": rider.username,
+                "first_name": rider.first_name,
+                "last_name": rider.last_name,
+                "role": "rider",
+                "is_active": "",
+                "date_joined_0": "2026-01-01",
+                "date_joined_1": "00:00:00",
+                "initial-date_joined_0": "2026-01-01",
+                "initial-date_joined_1": "00:00:00",
+            },
+        )
+
+        assert response.status_code == 302, response.content[:2000]
+        assert await socket.closed_with() == CLOSE_SESSION_ENDED
+
+
+async def test_sockets_per_user_are_bounded(open_socket, refused, rider, settings):
+    settings.WEBSOCKET_MAX_SOCKETS_PER_USER = 2
+    await open_socket(rider)
+    await open_socket(rider)
+    tokens = await tokens_for(rider)
+
+    assert await refused(f"/taxi/?token={tokens['access']}")
