@@ -9,6 +9,7 @@ of sleeping.
 import asyncio
 import itertools
 import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,9 @@ def _ignore(peer: "Peer", message: dict, at: float) -> None:
 class Peer:
     """One open socket of one user."""
 
+    # A request id the server has seen makes it answer the earlier request again
+    # (idempotent retries), so ids are unique across runs, not only within one.
+    _run = secrets.token_hex(4)
     _request_numbers = itertools.count(1)
 
     def __init__(self, connection: ClientConnection, *, user_id: int | None = None):
@@ -69,8 +73,8 @@ class Peer:
     async def send(self, message: dict) -> None:
         await self.connection.send(json.dumps(message, separators=(",", ":")))
 
-    def new_request_id(self, prefix: str = "b") -> str:
-        return f"{prefix}{next(self._request_numbers)}"
+    def new_request_id(self) -> str:
+        return f"{self._run}-{next(self._request_numbers)}"
 
     async def ask(self, message: dict, *, timeout: float = 10.0) -> dict:
         """Send a request with a fresh `request_id` and wait for the reply naming it."""

@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         server.start()
-        server.wait_for("Started server process", count=args.workers, timeout=SERVER_START_SECONDS)
+        server.wait_until_listening([args.port], timeout=SERVER_START_SECONDS)
         relay.start()
-        relay.wait_for("relay serving on", count=args.workers, timeout=SERVER_START_SECONDS)
+        relay_ports = [args.relay_port + number for number in range(args.workers)]
+        relay.wait_until_listening(relay_ports, timeout=SERVER_START_SECONDS)
         for run in runs:
             results.append(
                 run_workload(

@@ -173,8 +173,8 @@ def targets(results: dict[str, Result], hasher_per_second: float | None) -> list
             "closed_while_held", 0
         )
     tracking = figure("tracking", "positions delivered /s")
-    taxi_ceiling = figure("tracking, 2/s a driver", "positions delivered /s")
-    relay_ceiling = figure("relay, 2/s a driver", "positions delivered /s")
+    taxi_ceiling = figure("tracking, 1.5/s a driver", "positions delivered /s")
+    relay_ceiling = figure("relay, 1.5/s a driver", "positions delivered /s")
     ratio = taxi_ceiling / relay_ceiling if taxi_ceiling and relay_ceiling else None
     log_ins = figure("REST log-in", "throughput /s")
     return [

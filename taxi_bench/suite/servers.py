@@ -49,15 +49,18 @@ class Started:
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_for(self, text: str, count: int, timeout: float) -> None:
-        """Until its log holds `count` lines containing `text`."""
+    def wait_until_listening(self, ports: list[int], timeout: float) -> None:
+        """Until every one of `ports` accepts connections (the server's log level is its
+        operator's choice, so its log is no signal to rely on)."""
         deadline = time.monotonic() + timeout
+        waiting = list(ports)
         for _ in range(int(timeout * 10) + 1):
-            if self.log_path.read_text().count(text) >= count:
+            waiting = [port for port in waiting if not _accepts(port)]
+            if not waiting:
                 return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 break
-            time.sleep(0.1)  # polling a log file: there is no event to await
+            time.sleep(0.1)  # another process starting up: there is no event to await
         self.stop()
         raise SystemExit(
             f"{self.name} did not start; its log:\n{self.log_path.read_text()[-3000:]}"
@@ -72,6 +75,14 @@ class Started:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def run_command(command: list[str], env: dict, *, timeout: float) -> str:

@@ -105,20 +105,22 @@ async def test_trip_updates(taxi_server, make_roster):
 @needs_positions
 async def test_tracking(taxi_server, make_roster):
     roster = await make_roster(riders=3, drivers=3)
-    outcome = await run("tracking", taxi_server, roster, pairs=3, rate=2.0, duration=1.0)
+    # 1.5 a second: the server refuses positions less than 0.5 s apart by its clock.
+    outcome = await run("tracking", taxi_server, roster, pairs=3, rate=1.5, duration=2.0)
     assert outcome.counts["pairs"] == 3
-    assert outcome.tally.expected == 3 * 2
+    assert outcome.tally.expected == 3 * 3
     assert (outcome.tally.lost, outcome.tally.duplicates, outcome.tally.unexpected) == (0, 0, 0)
     assert refusals(outcome) == {}
 
 
 @needs_positions
 async def test_dispatch(taxi_server, make_roster):
-    roster = await make_roster(riders=4, drivers=20)
+    # The server offers each request to its DISPATCH_DRIVERS (10) nearest drivers.
+    roster = await make_roster(riders=4, drivers=30)
     outcome = await run(
-        "dispatch", taxi_server, roster, drivers=20, riders=4, rate=4.0, offered=3, duration=1.0
+        "dispatch", taxi_server, roster, drivers=30, riders=4, rate=4.0, offered=10, duration=1.0
     )
-    assert outcome.counts["drivers online"] == 20
+    assert outcome.counts["drivers online"] == 30
     assert len(outcome.latency["last offer"]) == 4
     assert (outcome.tally.lost, outcome.tally.unexpected) == (0, 0)
     assert refusals(outcome) == {}

@@ -148,7 +148,6 @@ async def run(context: Context, args) -> Outcome:
             reply = await peer.ask({"type": "driver.online"})
             if reply.get("type") != "driver.status":
                 raise RuntimeError(reply.get("error", {}).get("code", "refused"))
-            await report_position(user.id, peer)
         except Exception as error:
             outcome.counts[f"setup_failed:{error}"] += 1
             return
@@ -172,13 +171,19 @@ async def run(context: Context, args) -> Outcome:
     online = {user_id: positions[user_id] for user_id in drivers}
     requests = int(args.duration * args.rate)
     plan = pick_ups(area, online, requests, args.offered)
+    # Positions go in once every driver is online (setting up many takes longer than the
+    # server remembers a position), and a second before the first request: the server
+    # does not acknowledge a position, so the schedule leaves it time to index them.
+    await asyncio.gather(*(report_position(user_id, peer) for user_id, peer in drivers.items()))
     await context.checkpoints.reach("ready")
 
-    start = time.monotonic() + 0.1
+    start = time.monotonic() + 1.0
     end = min(start + args.duration, context.deadline - args.grace)
 
     async def keep_reporting(index: int, user_id: int, peer: Peer) -> None:
-        offset = staggered(index, len(drivers), args.position_interval)
+        # The next report comes at least a second after the fresh one above: the
+        # server refuses a driver's positions less than half a second apart.
+        offset = 1.0 + staggered(index, len(drivers), args.position_interval)
         timeline = Timeline(start, args.position_interval, end, offset=offset)
         async for _ in timeline.ticks():
             try:
@@ -213,10 +218,11 @@ async def run(context: Context, args) -> Outcome:
             return
         await sleep_until(scheduled_at + args.cancel_after)
         if (trip_id := trip_of_request.get(request_id)) is not None:
+            # Awaited, so that no request of this run is still open when it ends.
             try:
-                await rider.send({"type": "trip.cancel", "data": {"trip_id": trip_id}})
-            except Exception:
-                outcome.counts["cancel_send_failed"] += 1
+                await rider.ask({"type": "trip.cancel", "data": {"trip_id": trip_id}})
+            except Exception as error:
+                outcome.counts[f"cancel_failed:{type(error).__name__}"] += 1
 
     async def requests_on_schedule() -> None:
         timeline = Timeline(start, 1 / args.rate, end, count=requests)
