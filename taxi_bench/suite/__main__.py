@@ -22,7 +22,7 @@ from pathlib import Path
 from taxi_bench.suite.machine import hasher_capacity
 from taxi_bench.suite.paths import REPOSITORY, RESULTS
 from taxi_bench.suite.plan import smoke_sizes, standard_sizes
-from taxi_bench.suite.report import render_results, run_workload, write_report
+from taxi_bench.suite.report import render_results, run_workload, slug, write_report
 from taxi_bench.suite.servers import (
     SERVER_START_SECONDS,
     Started,
@@ -102,29 +102,37 @@ def main(argv: list[str] | None = None) -> int:
         *(sys.executable, "-m", "taxi_bench.relay"),
         *("--port", str(args.relay_port), "--workers", str(args.workers)),
     ]
-    server = Started("taxi", server_command, env, RESULTS / "server.log")
     relay = Started("relay", relay_command, dict(os.environ), RESULTS / "relay.log")
     results = []
     try:
-        server.start()
-        server.wait_until_listening([args.port], timeout=SERVER_START_SECONDS)
         relay.start()
         relay_ports = [args.relay_port + number for number in range(args.workers)]
         relay.wait_until_listening(relay_ports, timeout=SERVER_START_SECONDS)
         for run in runs:
-            results.append(
-                run_workload(
-                    run,
-                    base_url=f"ws://127.0.0.1:{args.relay_port}"
-                    if run.against_relay
-                    else f"http://127.0.0.1:{args.port}",
-                    users=users,
-                    server_pid=relay.pid if run.against_relay else server.pid,
-                    env=env,
+            if run.against_relay:
+                base_url, pid = f"ws://127.0.0.1:{args.relay_port}", relay.pid
+                results.append(
+                    run_workload(run, base_url=base_url, users=users, server_pid=pid, env=env)
                 )
-            )
+                continue
+            # Each run gets a server of its own, started afresh on a Redis without the
+            # last run's leftovers: work queued by an overloaded run (and drivers it left
+            # in the location index) must not be charged to the next one.
+            redis_cleared(args.redis_url, args.redis_prefix)
+            log = RESULTS / f"server-{slug(run.name)}.log"
+            server = Started("taxi", server_command, env, log)
+            try:
+                server.start()
+                server.wait_until_listening([args.port], timeout=SERVER_START_SECONDS)
+                base_url = f"http://127.0.0.1:{args.port}"
+                results.append(
+                    run_workload(
+                        run, base_url=base_url, users=users, server_pid=server.pid, env=env
+                    )
+                )
+            finally:
+                server.stop()
     finally:
-        server.stop()
         relay.stop()
 
     section = render_results(

@@ -35,8 +35,9 @@ def standard_sizes() -> Sizes:
     # 2 a second, which the server would refuse (positions under 0.5 s apart).
     ceiling = _tracking(5000, 1.5, 15, processes=2)
     return Sizes(
+        # Tracking drives the first 5 000 drivers, dispatch the last 1 000.
         riders=15_000,
-        drivers=5_000,
+        drivers=6_000,
         runs=(
             Run(
                 "connections",

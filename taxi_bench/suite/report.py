@@ -27,8 +27,13 @@ class Result:
     text: str = ""
 
 
+def slug(name: str) -> str:
+    """A run's name as a file name: "tracking, 1.5/s a driver" -> "tracking-1.5-per-s-a-driver"."""
+    return name.replace(",", "").replace("/", "-per-").replace(" ", "-")
+
+
 def run_workload(run: Run, *, base_url: str, users: Path, server_pid: int, env: dict) -> Result:
-    out = RESULTS / f"{run.name.replace(' ', '-').replace(',', '').replace('/', '-per-')}.json"
+    out = RESULTS / f"{slug(run.name)}.json"
     command = [
         *(sys.executable, "-m", "taxi_bench", run.workload, *run.arguments),
         *("--base-url", base_url, "--server-pid", str(server_pid), "--json", str(out)),
@@ -37,9 +42,13 @@ def run_workload(run: Run, *, base_url: str, users: Path, server_pid: int, env: 
         command += ["--users", str(users)]
     result = Result(run, command)
     print(f"\n$ {shlex.join(command)}", flush=True)
-    finished = subprocess.run(
-        command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=900
-    )
+    try:
+        finished = subprocess.run(
+            command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=1200
+        )
+    except subprocess.TimeoutExpired:
+        result.failure = "still running after 20 minutes; stopped"
+        return result
     result.text = finished.stdout
     print(finished.stdout, end="", flush=True)
     if finished.returncode != 0 or not out.exists():

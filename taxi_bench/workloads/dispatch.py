@@ -12,6 +12,9 @@ offered driver, and to the last of them. An offer to any other driver is unexpec
 
 A rider cancels `--cancel-after` seconds after requesting (from the schedule), which
 keeps drivers available and frees the rider for a later request.
+
+The drivers and riders are the last ones of the users file, so that they are not the
+tracking workload's, who stay on their trips between runs.
 """
 
 import asyncio
@@ -110,7 +113,8 @@ async def run(context: Context, args) -> Outcome:
     outcome = Outcome(NAME, settings=settings_of(args))
     roster = context.roster
     area = Area(args.area_km, random.Random(args.seed))
-    drivers_users = roster.drivers[: args.drivers]
+    drivers_users = roster.drivers[-args.drivers :]
+    riders_users = roster.riders[-args.riders :]
     positions = {user.id: area.point() for user in drivers_users}
     ledger = Ledger()
     drivers: dict[int, Peer] = {}
@@ -155,7 +159,7 @@ async def run(context: Context, args) -> Outcome:
 
     async def rider_ready(index: int) -> None:
         try:
-            peer, snapshot = await open_taxi_socket(context.target, roster.riders[index].access)
+            peer, snapshot = await open_taxi_socket(context.target, riders_users[index].access)
             peer.listen(at_rider, until=context.deadline)
             for trip in snapshot["trips"]:
                 await peer.ask({"type": "trip.cancel", "data": {"trip_id": trip["id"]}})
@@ -165,7 +169,7 @@ async def run(context: Context, args) -> Outcome:
         riders.append(peer)
 
     await gather_limited(len(drivers_users), args.setup_concurrency, driver_online)
-    await gather_limited(min(args.riders, len(roster.riders)), args.setup_concurrency, rider_ready)
+    await gather_limited(len(riders_users), args.setup_concurrency, rider_ready)
     outcome.counts["drivers online"] = len(drivers)
     outcome.counts["riders"] = len(riders)
     online = {user_id: positions[user_id] for user_id in drivers}

@@ -41,6 +41,18 @@ class Pair:
             raise PairFailed(f"{kind} answered {error.get('code', reply.get('type'))}")
         return reply
 
+    def adopt_own_trip(self) -> bool:
+        """Take over a trip this rider and this driver are already on (an earlier run
+        left it), instead of ending it and starting another."""
+        for trip in self.leftovers:
+            driver = (trip.get("driver") or {}).get("id")
+            ours = driver == self.driver_user.id and trip["rider"]["id"] == self.rider_user.id
+            if ours and trip["status"] in ("STARTED", "IN_PROGRESS"):
+                self.trip_id = trip["id"]
+                self.leftovers.remove(trip)
+                return True
+        return False
+
     async def end_leftover_trips(self) -> None:
         for trip in self.leftovers:
             status = trip["status"]
@@ -71,16 +83,6 @@ class Pair:
         self.trip_id = reply["data"]["trip"]["id"]
         await self.ask(self.driver, "trip.accept", {"trip_id": self.trip_id}, "trip.accepted")
         return self.trip_id
-
-    async def finish_trip(self) -> None:
-        for step in ADVANCE_ORDER:
-            await self.ask(
-                self.driver,
-                "trip.advance",
-                {"trip_id": self.trip_id, "status": step},
-                "trip.updated",
-            )
-        self.trip_id = None
 
     async def close(self) -> None:
         await asyncio.gather(self.rider.close(), self.driver.close(), return_exceptions=True)
