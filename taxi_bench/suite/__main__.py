@@ -15,6 +15,7 @@ Everything it writes besides that page goes under bench-results/.
 
 import argparse
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from taxi_bench.suite.servers import (
     Started,
     database_ready,
     free_port,
+    private_redis_command,
     redis_cleared,
     run_command,
     server_env,
@@ -45,7 +47,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL"),
+        help="default: a private redis-server the suite starts (and stops), so the load "
+        "neither disturbs nor is disturbed by anyone else's use of a shared Redis",
     )
     parser.add_argument("--redis-prefix", default="taxi-bench")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="WEB_CONCURRENCY")
@@ -67,8 +72,28 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _stop_on_terminate(signum, frame) -> None:
+    # An exception, so that every server the suite started is stopped on the way out.
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _stop_on_terminate)
+    if args.redis_url:
+        return run_suite(args)
+    port = free_port()
+    redis = Started("redis", private_redis_command(port), dict(os.environ), RESULTS / "redis.log")
+    try:
+        redis.start()
+        redis.wait_until_listening([port], timeout=SERVER_START_SECONDS)
+        args.redis_url = f"redis://127.0.0.1:{port}/0"
+        return run_suite(args)
+    finally:
+        redis.stop()
+
+
+def run_suite(args) -> int:
     started = datetime.now(UTC)
     sizes = smoke_sizes() if args.smoke else standard_sizes()
     runs = [run for run in sizes.runs if not args.only or run.name in args.only]

@@ -85,7 +85,7 @@ def smoke_sizes() -> Sizes:
     tracking = _tracking(40, 1, 3, processes=1)
     return Sizes(
         riders=60,
-        drivers=60,
+        drivers=80,
         runs=(
             Run(
                 "connections",

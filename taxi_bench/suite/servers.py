@@ -85,6 +85,15 @@ def _accepts(port: int) -> bool:
     return True
 
 
+def private_redis_command(port: int) -> list[str]:
+    """A throw-away Redis on loopback: no persistence, room for every socket's
+    connections (up to what the open-files limit allows)."""
+    return [
+        *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+        *("--save", "", "--appendonly", "no", "--maxclients", "100000"),
+    ]
+
+
 def run_command(command: list[str], env: dict, *, timeout: float) -> str:
     finished = subprocess.run(
         command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=timeout

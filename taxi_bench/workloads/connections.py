@@ -28,6 +28,11 @@ def add_arguments(parser) -> None:
         "--ping-seconds", type=float, default=5.0, help="one ping per socket, spread over this"
     )
     parser.add_argument("--protocol", choices=["native", "course"], default="native")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="offer per-message deflate (a server that accepts it pays its memory)",
+    )
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to wait for pongs")
 
 
@@ -67,7 +72,11 @@ async def run(context: Context, args) -> Outcome:
             began = time.monotonic()
             try:
                 peer, _ = await open_taxi_socket(
-                    context.target, user.access, native=native, timeout=min(30, context.remaining())
+                    context.target,
+                    user.access,
+                    native=native,
+                    timeout=min(30, context.remaining()),
+                    compression=args.compression,
                 )
             except Exception as error:
                 outcome.counts[f"open_failed:{type(error).__name__}"] += 1
@@ -121,6 +130,7 @@ def _settings(args) -> dict:
         "concurrency": args.concurrency,
         "hold_s": args.hold,
         "protocol": args.protocol,
+        "compression": args.compression,
     }
 
 

@@ -140,7 +140,10 @@ async def run(context: Context, args) -> Outcome:
 
     async def report_position(user_id: int, peer: Peer) -> None:
         lat, lng = positions[user_id]
-        await peer.send(location_message(lat, lng, round(time.time() * 1000)))
+        try:
+            await peer.send(location_message(lat, lng, round(time.time() * 1000)))
+        except Exception as error:
+            outcome.counts[f"position_send_failed:{type(error).__name__}"] += 1
 
     async def driver_online(index: int) -> None:
         user = drivers_users[index]
@@ -190,10 +193,7 @@ async def run(context: Context, args) -> Outcome:
         offset = 1.0 + staggered(index, len(drivers), args.position_interval)
         timeline = Timeline(start, args.position_interval, end, offset=offset)
         async for _ in timeline.ticks():
-            try:
-                await report_position(user_id, peer)
-            except Exception:
-                outcome.counts["position_send_failed"] += 1
+            await report_position(user_id, peer)
 
     async def request(number: int, scheduled_at: float) -> None:
         rider = riders[number % len(riders)]
