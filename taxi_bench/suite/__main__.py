@@ -106,7 +106,7 @@ def run_suite(args) -> int:
     redis_cleared(args.redis_url, args.redis_prefix)
     run_command([*manage, "migrate", "--noinput"], env, timeout=600)
     run_command([*manage, "collectstatic", "--noinput"], env, timeout=600)
-    users = RESULTS / "users.json"
+    users = RESULTS / ("users-smoke.json" if args.smoke else "users.json")
     print(
         run_command(
             [

@@ -8,6 +8,7 @@ import pytest
 from taxi_bench.processes import ProcessWatch
 from taxi_bench.runner import InProcess
 from taxi_bench.target import target_from_url
+from taxi_bench.users import Roster, provision_over_rest
 from taxi_bench.workloads import WORKLOADS
 from taxi_bench.workloads.context import Context
 
@@ -124,3 +125,19 @@ async def test_dispatch(taxi_server, make_roster):
     assert len(outcome.latency["last offer"]) == 4
     assert (outcome.tally.lost, outcome.tally.unexpected) == (0, 0)
     assert refusals(outcome) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_users_made_over_the_rest_api_are_reused(taxi_server, tmp_path):
+    target = target_from_url(taxi_server.base_url)
+    first = await provision_over_rest(target, riders=1, drivers=1)
+    again = await provision_over_rest(target, riders=1, drivers=1)
+    assert [user.username for user in first.riders + first.drivers] == [
+        "bench-rider-1",
+        "bench-driver-1",
+    ]
+    assert [user.id for user in again.riders + again.drivers] == [
+        user.id for user in first.riders + first.drivers
+    ]
+    first.save(tmp_path / "users.json")
+    assert Roster.load(tmp_path / "users.json").drivers[0].role == "driver"
