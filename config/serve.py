@@ -36,7 +36,7 @@ def main() -> None:
         workers=workers,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
         # Per-message deflate costs ~100 KB of zlib state per socket; positions and trip
         # events are small, so compression would buy little and cost most of the memory.
         ws_per_message_deflate=False,

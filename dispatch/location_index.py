@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from dispatch.backends import ProcessWide
 from dispatch.geo import EARTH_RADIUS_M, MAX_LATITUDE, distance_m
 from dispatch.redis_clients import PerLoopRedis
 
@@ -399,27 +398,4 @@ class RedisLocationIndex:
 
 # --- The process's index -----------------------------------------------------------------
 
-_index: LocationIndex | None = None
-
-
-def location_index() -> LocationIndex:
-    """The location index this process is configured for: Redis when REDIS_URL is set."""
-    global _index
-    if _index is None:
-        _index = (
-            RedisLocationIndex(settings.REDIS_URL) if settings.REDIS_URL else MemoryLocationIndex()
-        )
-    return _index
-
-
-def location_index_reset() -> None:
-    """Drops the process's index, so that the next `location_index()` makes a new one
-    from the settings (with an empty in-process index)."""
-    global _index
-    _index = None
-
-
-@receiver(setting_changed)
-def _location_index_reconfigure(*, setting: str, **kwargs) -> None:
-    if setting == "REDIS_URL":
-        location_index_reset()
+location_index = ProcessWide[LocationIndex](redis=RedisLocationIndex, memory=MemoryLocationIndex)

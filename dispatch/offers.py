@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
+from dispatch.backends import ProcessWide
 from dispatch.redis_clients import PerLoopRedis
 
 
@@ -117,22 +116,4 @@ class RedisOfferBook:
         return [trip_id.decode() for trip_id in claimed]
 
 
-_book: OfferBook | None = None
-
-
-def offer_book() -> OfferBook:
-    global _book
-    if _book is None:
-        _book = RedisOfferBook(settings.REDIS_URL) if settings.REDIS_URL else MemoryOfferBook()
-    return _book
-
-
-def offer_book_reset() -> None:
-    global _book
-    _book = None
-
-
-@receiver(setting_changed)
-def _offer_book_reconfigure(*, setting: str, **kwargs) -> None:
-    if setting == "REDIS_URL":
-        offer_book_reset()
+offer_book = ProcessWide[OfferBook](redis=RedisOfferBook, memory=MemoryOfferBook)

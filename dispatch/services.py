@@ -25,7 +25,14 @@ from dispatch.location_index import location_index
 from dispatch.offers import Search, offer_book
 from dispatch.positions import AcceptedPosition, position_validate
 from dispatch.tracking import position_share
-from realtime.delivery import AVAILABLE_DRIVERS, deliver, deliver_on_commit, to_group, user_group
+from realtime.delivery import (
+    AVAILABLE_DRIVERS,
+    DRIVERS,
+    deliver,
+    deliver_on_commit,
+    to_group,
+    user_group,
+)
 from trips import errors
 from trips.events import TripEvent, trip_message
 from trips.models import Trip
@@ -38,6 +45,11 @@ def driver_online_check(driver: User) -> None:
         raise errors.RoleRequired("Only drivers can go online.")
     if settings.DRIVER_APPROVAL_REQUIRED and not driver.is_approved_driver:
         raise errors.DriverNotApproved("Your account has not been approved for driving yet.")
+
+
+def driver_offline_check(driver: User) -> None:
+    if not driver.is_driver:
+        raise errors.RoleRequired("Only drivers go online and offline.")
 
 
 def trip_offer(*, trip: Trip, payload: dict, exclude: tuple[int, ...] = ()) -> None:
@@ -88,7 +100,7 @@ def trip_offers_close(*, trip: Trip, payload: dict, kind: TripEvent) -> None:
     is gone (`kind` says why: taken, canceled), and take a driver who accepted it out of
     the available drivers."""
     if not trip.has_pick_up_point:
-        deliver_on_commit([to_group(AVAILABLE_DRIVERS, trip_message(kind, payload))])
+        deliver_on_commit([to_group(DRIVERS, trip_message(kind, payload))])
         if trip.driver_id is None:
             return
 
@@ -109,6 +121,15 @@ def driver_offline(*, driver: User) -> None:
     async_to_sync(location_index().driver_remove)(driver.pk)
 
 
+def driver_position_accept(
+    *, driver: User, report, previous: AcceptedPosition | None
+) -> AcceptedPosition:
+    """Check a position a driver reports against the rules and their previous one."""
+    if not driver.is_driver:
+        raise errors.RoleRequired("Only drivers report positions.")
+    return position_validate(report=report, previous=previous, now=time.time())
+
+
 def _previous_position_key(driver_id: int) -> str:
     return f"driver-position:{driver_id}"
 
@@ -121,10 +142,8 @@ def driver_position_report(*, driver: User, report) -> AcceptedPosition:
     """
     driver_online_check(driver)
     previous = cache.get(_previous_position_key(driver.pk))
-    position = position_validate(
-        report=report,
-        previous=AcceptedPosition(**previous) if previous else None,
-        now=time.time(),
+    position = driver_position_accept(
+        driver=driver, report=report, previous=AcceptedPosition(**previous) if previous else None
     )
     cache.set(
         _previous_position_key(driver.pk),

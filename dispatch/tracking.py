@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
+from dispatch.backends import ProcessWide
 from dispatch.positions import AcceptedPosition
 from dispatch.redis_clients import PerLoopRedis
 from realtime.delivery import deliver, to_group, user_group
@@ -74,23 +73,7 @@ class RedisLastPositions:
         return {trip_id: json.loads(s) for trip_id, s in zip(trip_ids, stored, strict=True) if s}
 
 
-_last_positions: LastPositions | None = None
-
-
-def last_positions() -> LastPositions:
-    global _last_positions
-    if _last_positions is None:
-        _last_positions = (
-            RedisLastPositions(settings.REDIS_URL) if settings.REDIS_URL else MemoryLastPositions()
-        )
-    return _last_positions
-
-
-@receiver(setting_changed)
-def _last_positions_reconfigure(*, setting: str, **kwargs) -> None:
-    global _last_positions
-    if setting == "REDIS_URL":
-        _last_positions = None
+last_positions = ProcessWide[LastPositions](redis=RedisLastPositions, memory=MemoryLastPositions)
 
 
 async def position_share(

@@ -19,12 +19,12 @@ from accounts.serializers import UserSerializer
 from config.exceptions import DomainError
 from dispatch import services as dispatch
 from dispatch.location_index import location_index
-from dispatch.positions import AcceptedPosition, position_validate
+from dispatch.positions import AcceptedPosition
 from dispatch.tracking import last_positions, position_share
 from realtime.auth import SocketAuth
 from realtime.commands import SessionEnded, acting_user, command_execute
 from realtime.database import db
-from realtime.delivery import AVAILABLE_DRIVERS, session_group, user_group
+from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS, session_group, user_group
 from realtime.limits import MessageRate, sockets_per_user
 from realtime.protocols import (
     NATIVE_SUBPROTOCOL,
@@ -36,7 +36,6 @@ from realtime.protocols import (
     ReportPosition,
     SetOnline,
 )
-from trips.errors import RoleRequired
 from trips.events import Origin, TripEvent, trip_payload
 from trips.models import Trip
 from trips.selectors import trips_active_for
@@ -47,6 +46,8 @@ logger = logging.getLogger(__name__)
 # Closed because the credentials ended: expired token, logged out, deactivated.
 CLOSE_SESSION_ENDED = 4001
 CLOSE_TOO_BIG = 1009
+# Enough for every offer a driver could still be looking at.
+OFFERS_REMEMBERED = 256
 
 
 class InternalError(DomainError):
@@ -108,6 +109,8 @@ class TripConsumer(AsyncWebsocketConsumer):
         state = await db(_connection_state)(user)
         self.driving, self.driving_rider = state["driving"]
         self.dropped: str | None = None
+        # The offers this socket showed, oldest first, to tell it when they are over.
+        self.offers_heard: dict[str, None] = {}
         self.last_position: AcceptedPosition | None = None
         self.trail: list[AcceptedPosition] = []
         self.online = (
@@ -115,6 +118,8 @@ class TripConsumer(AsyncWebsocketConsumer):
             and self.protocol.drivers_online_on_connect
             and await db(_may_go_online)(user)
         )
+        if user.is_driver:
+            await self._join(DRIVERS)
         await self._sync_availability()
         await self.accept(subprotocol=self.protocol.subprotocol)
         snapshot = self.protocol.snapshot(
@@ -148,16 +153,17 @@ class TripConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.user is None:
             return
-        if text_data is None:
-            await self._refuse(ProtocolError("Send JSON in text frames."), None)
-            return
-        if len(text_data.encode()) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+        size = len(bytes_data or b"") if text_data is None else len(text_data.encode())
+        if size > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
             return
         if not self.rate.allow():
             await self._refuse(
                 ProtocolError("Too many messages; slow down.", code="rate_limited"), None
             )
+            return
+        if text_data is None:
+            await self._refuse(ProtocolError("Send JSON in text frames."), None)
             return
         command = None
         try:
@@ -181,12 +187,16 @@ class TripConsumer(AsyncWebsocketConsumer):
                 if online:
                     await db(lambda: dispatch.driver_online_check(acting_user(self.user.id)))()
                 else:
+                    dispatch.driver_offline_check(self.user)
                     await location_index().driver_remove(self.user.id)
-                self.online = online
-                await self._sync_availability()
-                reply = self.protocol.driver_status(self.online, command.request_id)
-                if reply is not None:
-                    await self._send(reply)
+                # Every socket of the driver goes on or off line together.
+                status = {
+                    "type": "driver.status",
+                    "online": online,
+                    "origin": self.channel_name,
+                    "request_id": command.request_id,
+                }
+                await self.channel_layer.group_send(user_group(self.user.id), status)
             case ReportPosition():
                 await self._position_report(command)
             case _:
@@ -199,10 +209,8 @@ class TripConsumer(AsyncWebsocketConsumer):
     async def _position_report(self, command: ReportPosition) -> None:
         """A driver's position: on a trip it goes to the rider and the trail; otherwise
         it places an online driver in the index that dispatch searches."""
-        if not self.user.is_driver:
-            raise RoleRequired("Only drivers report positions.")
-        position = position_validate(
-            report=command.report, previous=self.last_position, now=time.time()
+        position = dispatch.driver_position_accept(
+            driver=self.user, report=command.report, previous=self.last_position
         )
         self.last_position = position
         if self.driving is not None:
@@ -231,12 +239,20 @@ class TripConsumer(AsyncWebsocketConsumer):
         kind, trip = message["kind"], message["trip"]
         if self.user.is_driver:
             await self._follow_driving(trip)
-            if kind == TripEvent.OFFERED and not self._takes_offer(trip):
+            if not self._hears_as_driver(kind, trip):
                 return
-            if kind == TripEvent.TAKEN and (trip.get("driver") or {}).get("id") == self.user.id:
-                return  # this driver's own accept; they hear it as trip.accepted
         request_id = message["request_id"] if message["origin"] == self.channel_name else None
         reply = self.protocol.event(kind, trip, request_id)
+        if reply is not None:
+            await self._send(reply)
+
+    async def driver_status(self, message):
+        if self.protocol.drivers_online_on_connect:
+            return  # a course socket is open for requests while it is open
+        self.online = message["online"]
+        await self._sync_availability()
+        request_id = message["request_id"] if message["origin"] == self.channel_name else None
+        reply = self.protocol.driver_status(self.online, request_id)
         if reply is not None:
             await self._send(reply)
 
@@ -266,8 +282,22 @@ class TripConsumer(AsyncWebsocketConsumer):
             return
         await self._sync_availability()
 
-    def _takes_offer(self, trip: dict) -> bool:
-        return self.online and self.driving is None and trip["id"] != self.dropped
+    def _hears_as_driver(self, kind: str, trip: dict) -> bool:
+        """Offers reach a driver open for requests; that an offer is over reaches those
+        who heard the offer, whether or not they are still open for requests."""
+        own_trip = (trip.get("driver") or {}).get("id") == self.user.id
+        if kind == TripEvent.OFFERED:
+            if not self.online or self.driving is not None or trip["id"] == self.dropped:
+                return False
+            self.offers_heard[trip["id"]] = None
+            while len(self.offers_heard) > OFFERS_REMEMBERED:
+                del self.offers_heard[next(iter(self.offers_heard))]
+            return True
+        if kind == TripEvent.TAKEN and own_trip:
+            return False  # this driver's own accept; they hear it as trip.accepted
+        if kind in (TripEvent.TAKEN, TripEvent.CANCELED) and not own_trip:
+            return self.offers_heard.pop(trip["id"], False) is None
+        return True
 
     async def _sync_availability(self) -> None:
         if self.online and self.driving is None:

@@ -18,6 +18,9 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 AVAILABLE_DRIVERS = "drivers.available"
+# Every driver socket, open for requests or not: the end of an offer made to available
+# drivers reaches the drivers who heard it even if they went offline since.
+DRIVERS = "drivers"
 # Tells every socket that receives it to close: its session or its user is no more.
 SESSION_END = {"type": "session.end"}
 

@@ -227,10 +227,12 @@ class NativeProtocol:
         if request_id is not None and not (
             isinstance(request_id, str) and 0 < len(request_id) <= 64
         ):
-            raise ProtocolError(
+            error = ProtocolError(
                 "`request_id` must be a string of 1 to 64 characters.",
                 fields={"request_id": ["A string of 1 to 64 characters."]},
             )
+            error.request = Command(kind)
+            raise error
         try:
             return self._command(kind, data, request_id)
         except ProtocolError as error:

@@ -76,6 +76,9 @@ def trip_request(
     if request_id and (earlier := _earlier_request(rider, request_id)):
         return _request_repeated(earlier, origin), False
     if active := _active_trip_of_rider(rider):
+        if request_id and active.request_id == request_id:
+            # The same request, sent twice at once: the other copy committed since.
+            return _request_repeated(active, origin), False
         raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     try:
         with transaction.atomic():
@@ -120,6 +123,10 @@ def _earlier_request(rider: User, request_id: str) -> Trip | None:
 
 
 def _require_available_driver(driver: User, trip_id) -> None:
+    if not driver.is_driver:
+        raise errors.RoleRequired(
+            "Only drivers can accept trips.", trip=_visible_trip(driver, trip_id)
+        )
     try:
         dispatch.driver_online_check(driver)
     except errors.TripError as error:
@@ -149,12 +156,13 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
     if trip is None:
         raise errors.TripNotFound("No such trip.")
     if not won:
-        # The driver saw this request when it was offered, so they may see who has it now.
+        # The driver saw this request when it was offered, so they may see what became
+        # of it; a trip that has long gone on (or ended) is none of their business.
         raise errors.TripNotAvailable(
             "Another driver has already accepted this trip."
             if trip.status in Trip.DRIVER_ACTIVE_STATUSES
             else "This trip is no longer requested.",
-            trip=trip,
+            trip=trip if trip.status in (Status.STARTED, Status.CANCELED) else None,
         )
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))

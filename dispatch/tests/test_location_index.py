@@ -16,7 +16,6 @@ from dispatch.location_index import (
     NearbyDriver,
     RedisLocationIndex,
     location_index,
-    location_index_reset,
     redis_location_keys,
 )
 
@@ -405,9 +404,9 @@ async def test_redis_forgets_more_stale_drivers_than_lua_can_unpack_at_once(froz
 class TestTheProcessIndex:
     @pytest.fixture(autouse=True)
     def _fresh(self):
-        location_index_reset()
+        location_index.reset()
         yield
-        location_index_reset()
+        location_index.reset()
 
     def test_in_process_without_redis_and_one_per_process(self, settings):
         settings.REDIS_URL = ""
@@ -433,6 +432,6 @@ class TestTheProcessIndex:
         settings.REDIS_URL = ""
         await location_index().driver_position_set(1, *CENTRE, at=T0)
 
-        location_index_reset()
+        location_index.reset()
 
         assert await location_index().driver_position(1) is None

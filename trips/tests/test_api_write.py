@@ -303,6 +303,17 @@ class TestAccept:
         assert body["__all__"] == ["This trip is no longer requested."]
         assert trip_rows() == before
 
+    @pytest.mark.parametrize("status", [Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED])
+    def test_a_trip_long_gone_on_is_refused_without_showing_it(
+        self, client_for, rider, driver, make_user, make_trip, status
+    ):
+        trip = make_trip(rider, status=status, driver=make_user("driver"))
+        before = trip_rows()
+
+        body = refused(client_for(driver).post(action(trip, "accept")), 409, "trip_not_available")
+        assert "trip" not in body
+        assert trip_rows() == before
+
     def test_the_assigned_driver_accepting_again_changes_nothing(
         self, client_for, driver, started_trip
     ):

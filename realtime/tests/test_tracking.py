@@ -1,0 +1,237 @@
+"""The assigned driver's positions: to the trip's rider only, checked, kept as a trail."""
+
+import itertools
+import math
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from dispatch.geo import distance_m
+from trips.models import TrailPoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+START = (52.3700, 4.8900)
+
+
+@pytest.fixture
+def tracking_settings(settings):
+    settings.POSITION_MIN_INTERVAL_SECONDS = 0
+    settings.TRAIL_BATCH_SIZE = 3
+    return settings
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(datetime(2026, 11, 24, 8, 0, tzinfo=UTC), tick=True) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+async def on_a_trip(open_socket, rider, driver, make_trip):
+    """A native rider and driver whose trip has started."""
+    trip = await sync_to_async(make_trip)(rider, status="STARTED", driver=driver)
+    rider_socket = await open_socket(rider, native=True)
+    driver_socket = await open_socket(driver, native=True)
+    return rider_socket, driver_socket, str(trip.id)
+
+
+def position(lat, lng, **extra) -> dict:
+    return {"lat": lat, "lng": lng, "timestamp": timezone.now().timestamp(), **extra}
+
+
+async def send_position(socket, data: dict, request_id: str = "p") -> None:
+    await socket.send({"type": "driver.location", "request_id": request_id, "data": data})
+
+
+async def handled(socket) -> None:
+    """Wait until the socket has handled everything sent before: it answers in order."""
+    await socket.send({"type": "ping", "data": "handled?"})
+    assert await socket.receive() == {"type": "pong", "data": "handled?"}
+
+
+async def trail_rows(trip_id):
+    return await sync_to_async(
+        lambda: list(TrailPoint.objects.filter(trip_id=trip_id).values_list("lat", "lng"))
+    )()
+
+
+async def test_a_position_reaches_the_trips_rider_and_nobody_else(
+    tracking_settings, on_a_trip, open_socket, rider, make_user
+):
+    rider_socket, driver_socket, trip_id = on_a_trip
+    course_socket_of_rider = await open_socket(rider)
+    other_rider = await open_socket(await sync_to_async(make_user)("rider"), native=True)
+    other_driver = await open_socket(await sync_to_async(make_user)("driver"), native=True)
+
+    await send_position(driver_socket, position(*START, heading=90, speed=8.5, accuracy=5))
+
+    message = await rider_socket.receive()
+    assert message["type"] == "driver.location"
+    data = message["data"]
+    assert data["trip_id"] == trip_id
+    assert data["driver_id"] == driver_socket.user.id
+    assert (data["lat"], data["lng"], data["heading"], data["speed"]) == (*START, 90, 8.5)
+    assert data["recorded_at"].endswith("Z")
+    for socket in (course_socket_of_rider, other_rider, other_driver, driver_socket):
+        assert await socket.receive_nothing()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ({"lat": 91, "lng": 0}, "out_of_range"),
+        ({"lat": "north", "lng": 0}, "invalid"),
+        ({"lng": 4.89}, "invalid"),
+        ({"lat": 52.37, "lng": 4.89, "accuracy": 500}, "inaccurate"),
+        ({"lat": 52.37, "lng": 4.89, "timestamp": "2026-11-24T09:00:00+00:00"}, "in_future"),
+        ({"lat": 52.37, "lng": 4.89, "timestamp": "2026-11-24T07:00:00+00:00"}, "stale"),
+    ],
+)
+async def test_a_refused_position_gets_an_error_and_changes_nothing(
+    tracking_settings, clock, on_a_trip, data, code
+):
+    rider_socket, driver_socket, trip_id = on_a_trip
+
+    await send_position(driver_socket, data, request_id="bad")
+
+    refusal = await driver_socket.receive()
+    assert refusal["type"] == "error"
+    assert refusal["request_id"] == "bad"
+    assert refusal["error"]["code"] == code
+    assert refusal["error"]["request_type"] == "driver.location"
+    assert await rider_socket.receive_nothing()
+    tracking_settings.TRAIL_BATCH_SIZE = 1
+    await driver_socket.send(
+        {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
+    )
+    await driver_socket.receive()
+    assert await trail_rows(trip_id) == []
+
+
+async def test_too_fast_and_too_frequent_compare_with_the_last_accepted_position(
+    tracking_settings, clock, on_a_trip
+):
+    tracking_settings.POSITION_MIN_INTERVAL_SECONDS = 0.5
+    rider_socket, driver_socket, _ = on_a_trip
+    await send_position(driver_socket, position(*START))
+    await rider_socket.receive()
+
+    await send_position(driver_socket, position(START[0] + 0.0001, START[1]), "soon")
+    assert (await driver_socket.receive())["error"]["code"] == "too_frequent"
+
+    clock.shift(10)
+    await send_position(driver_socket, position(START[0] + 0.5, START[1]), "jump")
+    assert (await driver_socket.receive())["error"]["code"] == "too_fast"
+    assert await rider_socket.receive_nothing()
+
+    await send_position(driver_socket, position(START[0] + 0.0005, START[1]), "fine")
+    assert (await rider_socket.receive())["data"]["lat"] == pytest.approx(START[0] + 0.0005)
+
+
+async def test_only_drivers_report_positions(tracking_settings, on_a_trip):
+    rider_socket, driver_socket, _ = on_a_trip
+
+    await send_position(rider_socket, position(*START))
+
+    assert (await rider_socket.receive())["error"]["code"] == "wrong_role"
+    assert await driver_socket.receive_nothing()
+
+
+async def test_a_reconnecting_rider_gets_the_last_position_in_the_snapshot(
+    tracking_settings, clock, on_a_trip, open_socket, rider
+):
+    rider_socket, driver_socket, trip_id = on_a_trip
+    await send_position(driver_socket, position(*START))
+    first = (await rider_socket.receive())["data"]
+    clock.shift(5)
+    await send_position(driver_socket, position(START[0] + 0.0002, START[1]))
+    last = (await rider_socket.receive())["data"]
+    await rider_socket.communicator.disconnect()
+
+    again = await open_socket(rider, native=True)
+
+    assert again.snapshot["positions"] == {trip_id: last}
+    assert last != first
+
+
+async def test_the_trail_is_written_in_batches_and_measured_at_the_end(
+    tracking_settings, clock, on_a_trip, client_for, rider, django_assert_max_num_queries
+):
+    rider_socket, driver_socket, trip_id = on_a_trip
+    path = [(START[0] + step * 0.001, START[1] + step * 0.001) for step in range(5)]
+
+    for number, (lat, lng) in enumerate(path[:2]):
+        clock.shift(5)
+        await send_position(driver_socket, position(lat, lng))
+        await rider_socket.receive()
+        await handled(driver_socket)
+        assert await trail_rows(trip_id) == []  # not one write per position
+        assert number < 2
+    clock.shift(5)
+    await send_position(driver_socket, position(*path[2]))
+    await rider_socket.receive()
+    await handled(driver_socket)
+    assert await trail_rows(trip_id) == path[:3]  # the batch, in one insert
+
+    await driver_socket.send(
+        {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
+    )
+    await driver_socket.receive()
+    for lat, lng in path[3:]:
+        clock.shift(5)
+        await send_position(driver_socket, position(lat, lng))
+    await driver_socket.send(
+        {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "COMPLETED"}}
+    )
+    completed = (await driver_socket.receive())["data"]["trip"]
+
+    expected = sum(distance_m(*a, *b) for a, b in itertools.pairwise(path))
+    assert completed["distance_m"] == pytest.approx(expected)
+    assert math.isclose(expected, 4 * 131.0, rel_tol=0.05)  # ~131 m a step at this latitude
+    client = await sync_to_async(client_for)(rider)
+    trail = (await sync_to_async(client.get)(f"/api/trip/{trip_id}/trail/")).json()
+    assert [(point["lat"], point["lng"]) for point in trail] == path
+    assert all(point["measured_at"] for point in trail)
+
+
+async def test_positions_over_rest_reach_the_rider(
+    tracking_settings, on_a_trip, client_for, driver
+):
+    rider_socket, _, trip_id = on_a_trip
+    client = await sync_to_async(client_for)(driver)
+
+    response = await sync_to_async(client.post)(
+        "/api/driver/location/", position(*START), format="json"
+    )
+
+    assert response.status_code == 202
+    message = await rider_socket.receive()
+    assert (message["type"], message["data"]["trip_id"]) == ("driver.location", trip_id)
+    assert await trail_rows(trip_id) == [START]
+
+
+async def test_a_refused_position_over_rest_is_a_400(tracking_settings, client_for, driver):
+    client = await sync_to_async(client_for)(driver)
+
+    response = await sync_to_async(client.post)(
+        "/api/driver/location/", {"lat": 100, "lng": 0}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "out_of_range"
+
+
+async def test_a_trail_is_visible_only_to_those_who_may_see_the_trip(
+    tracking_settings, on_a_trip, client_for, make_user
+):
+    _, _, trip_id = on_a_trip
+    stranger = await sync_to_async(make_user)("rider")
+    client = await sync_to_async(client_for)(stranger)
+
+    response = await sync_to_async(client.get)(f"/api/trip/{trip_id}/trail/")
+
+    assert response.status_code == 404
