@@ -1,0 +1,27 @@
+from taxi_bench.suite.report import RESULTS_END, RESULTS_START, Target, write_report
+
+
+def test_the_results_section_is_replaced_and_the_analysis_kept(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(
+        f"# Benchmarks\n\nWhy we chose uvicorn.\n\n{RESULTS_START}\nold\n{RESULTS_END}\n\nNotes.\n"
+    )
+    write_report(page, f"{RESULTS_START}\nnew\n{RESULTS_END}\n")
+    text = page.read_text()
+    assert "new" in text and "old" not in text
+    assert text.startswith("# Benchmarks\n\nWhy we chose uvicorn.")
+    assert text.rstrip().endswith("Notes.")
+
+
+def test_a_new_page_gets_a_results_section(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    write_report(page, f"{RESULTS_START}\nnew\n{RESULTS_END}\n")
+    assert RESULTS_START in page.read_text()
+
+
+def test_verdicts_say_how_far_off():
+    assert Target("rate", 1000, 1200).verdict() == "met"
+    assert Target("rate", 1000, 250).verdict() == "missed: 25% of the target"
+    assert Target("p99", 50, 150, higher_is_better=False).verdict() == "missed: 3.0x the limit"
+    assert Target("lost", 0, 3, higher_is_better=False).verdict() == "missed"
+    assert Target("p99", 50, None).verdict() == "not measured"
