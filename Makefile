@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format lock bench createsuperuser clean
+.PHONY: run test lint format lock bench bench-smoke createsuperuser clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,10 @@ $(VENV)/.base: requirements/base.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/base.txt
 	touch $@
 
-$(VENV)/.dev: requirements/dev.txt | $(VENV)/bin/python
+$(VENV)/.dev: requirements/dev.txt pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	# The project itself, for the `taxi-bench` command; everything it needs is pinned above.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.base
 
 ## Set up everything and serve on http://127.0.0.1:$(PORT)/ (SQLite and in-memory channel
@@ -38,6 +40,16 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## The benchmark: starts taxi as production runs it (PostgreSQL, Redis), runs the
+## standard suite sized for two cores and rewrites docs/benchmarks.md (BENCH_ARGS passes
+## options, e.g. BENCH_ARGS="--database-url postgres://...").
+bench: $(VENV)/.dev
+	$(PY) -m taxi_bench.suite $(BENCH_ARGS)
+
+## Every workload of the benchmark, tiny (seconds), as CI runs it.
+bench-smoke: $(VENV)/.dev
+	$(PY) -m taxi_bench.suite --smoke $(BENCH_ARGS)
 
 createsuperuser: $(VENV)/.base
 	$(PY) manage.py migrate --noinput
