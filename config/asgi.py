@@ -6,7 +6,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Django must be set up before anything imports models.
 django_http = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.lifespan import Lifespan  # noqa: E402
@@ -18,8 +17,6 @@ application = ProtocolTypeRouter(
     {
         "http": django_http,
         "lifespan": Lifespan(),
-        "websocket": OriginCheck(
-            AuthMiddlewareStack(SocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": OriginCheck(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -5,10 +5,12 @@ worker serves; with REDIS_URL set the workers share Redis and PostgreSQL and the
 number comes from WEB_CONCURRENCY (default: one per core).
 """
 
+import copy
 import os
 import sys
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 
 def worker_count() -> int:
@@ -17,6 +19,15 @@ def worker_count() -> int:
             print("WEB_CONCURRENCY ignored: without REDIS_URL taxi runs one process.")
         return 1
     return int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+
+
+def log_config() -> dict:
+    """uvicorn's logging, with socket credentials taken out of every line it writes."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact"] = {"()": "config.logging.RedactCredentials"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact")
+    return config
 
 
 def main() -> None:
@@ -44,6 +55,7 @@ def main() -> None:
         # Each worker starts the driver-search sweeper on start-up.
         lifespan="on",
         log_level=os.environ.get("UVICORN_LOG_LEVEL", "info"),
+        log_config=log_config(),
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
     )
 

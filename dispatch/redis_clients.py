@@ -1,7 +1,12 @@
 import asyncio
 import weakref
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+
+# A burst of sockets waits for a connection rather than failing with "Too many
+# connections" (redis-py's plain pool stops at 100 and raises).
+POOL_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 10
 
 
 class PerLoopRedis:
@@ -24,7 +29,13 @@ class PerLoopRedis:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = Redis.from_url(self._url)
+            pool = BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=POOL_CONNECTIONS,
+                timeout=POOL_WAIT_SECONDS,
+                socket_timeout=POOL_WAIT_SECONDS,
+            )
+            client = self._clients[loop] = Redis(connection_pool=pool)
         return client
 
     async def close(self) -> None:

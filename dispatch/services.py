@@ -18,7 +18,6 @@ from dataclasses import asdict
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 
 from accounts.models import User
 from dispatch.location_index import location_index
@@ -28,6 +27,7 @@ from dispatch.tracking import position_share
 from realtime.delivery import (
     AVAILABLE_DRIVERS,
     DRIVERS,
+    after_commit,
     deliver,
     deliver_on_commit,
     to_group,
@@ -65,7 +65,7 @@ def trip_offer(*, trip: Trip, payload: dict, exclude: tuple[int, ...] = ()) -> N
         radius_m=settings.DISPATCH_RADIUS_M,
         offered=list(exclude),
     )
-    transaction.on_commit(lambda: async_to_sync(search_round)(search, payload), robust=True)
+    after_commit(lambda: search_round(search, payload))
 
 
 async def search_round(search: Search, payload: dict) -> list[int]:
@@ -113,7 +113,7 @@ def trip_offers_close(*, trip: Trip, payload: dict, kind: TripEvent) -> None:
             told = [driver for driver in search.offered if driver != trip.driver_id]
             await deliver([to_group(user_group(driver), message) for driver in told])
 
-    transaction.on_commit(lambda: async_to_sync(close)(), robust=True)
+    after_commit(close)
 
 
 def driver_offline(*, driver: User) -> None:

@@ -1,8 +1,9 @@
 """Who is at the other end of a WebSocket handshake.
 
 `?token=` (an access JWT, the course's way) and `?ticket=` (a one-time ticket) take
-precedence over the session cookie; a token or ticket that does not check out leaves the
-socket anonymous, so the consumer refuses the handshake. The result is `scope["user"]`
+precedence over the session cookie, which is only looked up without them; a token or
+ticket that does not check out leaves the socket anonymous, so the consumer refuses the
+handshake. The result is `scope["user"]`
 and `scope["auth"]`, which says when the credentials expire and which log-in session
 they belong to.
 """
@@ -10,6 +11,7 @@ they belong to.
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddlewareStack
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
@@ -50,20 +52,31 @@ def _from_ticket(ticket: str) -> tuple[User, SocketAuth] | None:
     return user, SocketAuth(grant.session_id, grant.expires_at)
 
 
-class SocketAuthMiddleware(BaseMiddleware):
-    """Runs inside Channels' session AuthMiddlewareStack, which has set the session user."""
+class _WebSessionAuth(BaseMiddleware):
+    """Inside Channels' session stack, which has set the cookie's user: the session."""
+
+    async def __call__(self, scope, receive, send):
+        session = scope.get("session")
+        session_key = session.session_key if session is not None else None
+        scope = {**scope, "auth": SocketAuth(session_id=sessions.web_session_id(session_key))}
+        return await super().__call__(scope, receive, send)
+
+
+class SocketAuthMiddleware:
+    """A token or a ticket decides who the socket is; without either, the session
+    cookie does. Sockets with a token never pay for a session lookup."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.by_cookie = AuthMiddlewareStack(_WebSessionAuth(inner))
 
     async def __call__(self, scope, receive, send):
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        scope = dict(scope)
-        if "token" in query or "ticket" in query:
-            if "token" in query:
-                found = await _from_token(query["token"][0])
-            else:
-                found = await _from_ticket(query["ticket"][0])
-            scope["user"], scope["auth"] = found or (AnonymousUser(), SocketAuth())
+        if "token" in query:
+            found = await _from_token(query["token"][0])
+        elif "ticket" in query:
+            found = await _from_ticket(query["ticket"][0])
         else:
-            session = scope.get("session")
-            session_key = session.session_key if session is not None else None
-            scope["auth"] = SocketAuth(session_id=sessions.web_session_id(session_key))
-        return await super().__call__(scope, receive, send)
+            return await self.by_cookie(scope, receive, send)
+        user, auth = found or (AnonymousUser(), SocketAuth())
+        return await self.inner({**scope, "user": user, "auth": auth}, receive, send)

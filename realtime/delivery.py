@@ -9,7 +9,9 @@ resynchronises from the snapshot it gets on connecting, or from the REST API.
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -27,6 +29,7 @@ SESSION_END = {"type": "session.end"}
 # A message for a group or a single channel: ("group", name, message) or
 # ("channel", name, message).
 Delivery = tuple[str, str, dict]
+Job = Callable[[], Awaitable[None]]
 
 
 def user_group(user_id: int) -> str:
@@ -56,11 +59,51 @@ async def deliver(deliveries: Iterable[Delivery]) -> None:
             logger.warning("A delivery failed: %r", result)
 
 
-def deliver_on_commit(deliveries: list[Delivery]) -> None:
-    """Deliver once the current transaction commits (at once outside a transaction).
+# Work scheduled for after commit, collected instead of run when a socket's command is
+# being carried out (see `after_commit`).
+_collected_jobs: ContextVar[list[Job] | None] = ContextVar("collected_jobs", default=None)
 
-    Nothing is ever sent for a change that is rolled back, and a failure to deliver
-    never undoes a change that was made.
+
+def after_commit(job: Job) -> None:
+    """Run the coroutine `job()` makes once the current transaction commits (at once
+    outside a transaction); nothing for a change that is rolled back, and a failure of
+    the job never undoes the change.
+
+    Inside `jobs_collected()` the job is handed back to whoever runs the sync code, to
+    be awaited on its own event loop: a socket's worker thread then never waits for the
+    network, and the socket's events keep their order. Elsewhere (REST views, commands)
+    it runs right away through `async_to_sync`.
     """
+
+    def committed() -> None:
+        jobs = _collected_jobs.get()
+        if jobs is not None:
+            jobs.append(job)
+        else:
+            async_to_sync(jobs_run)([job])
+
+    transaction.on_commit(committed, robust=True)
+
+
+def deliver_on_commit(deliveries: list[Delivery]) -> None:
+    """Deliver once the current transaction commits (see `after_commit`)."""
     if deliveries:
-        transaction.on_commit(lambda: async_to_sync(deliver)(deliveries), robust=True)
+        after_commit(lambda: deliver(deliveries))
+
+
+@contextmanager
+def jobs_collected() -> Iterator[list[Job]]:
+    jobs: list[Job] = []
+    token = _collected_jobs.set(jobs)
+    try:
+        yield jobs
+    finally:
+        _collected_jobs.reset(token)
+
+
+async def jobs_run(jobs: list[Job]) -> None:
+    for job in jobs:
+        try:
+            await job()
+        except Exception:
+            logger.exception("Work after a commit failed; the change itself stands")

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from realtime.delivery import Delivery, to_channel, to_group, user_group
 from trips.models import Trip
-from trips.serializers import TripSerializer
+from trips.serializers import trip_representation
 
 
 class TripEvent(StrEnum):
@@ -31,7 +31,7 @@ class Origin:
 
 
 def trip_payload(trip: Trip) -> dict:
-    return TripSerializer(trip).data
+    return trip_representation(trip)
 
 
 def trip_message(kind: TripEvent, payload: dict, origin: Origin | None = None) -> dict:

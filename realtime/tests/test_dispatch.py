@@ -4,6 +4,7 @@ real sockets, with each location back-end and the clock under the test's control
 from datetime import UTC, datetime
 
 import pytest
+import redis
 import time_machine
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -26,6 +27,12 @@ def north_of_pick_up(metres: float) -> tuple[float, float]:
 def back_end(request, settings):
     """The location index and the offer book, of one kind or the other."""
     if request.param == "redis":
+        # Earlier tests of the session may have left searches and drivers in Redis.
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for pattern in ("offers:*", "drivers:*"):
+            for key in client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:{pattern}"):
+                client.delete(key)
+        client.close()
         index, book = RedisLocationIndex(settings.REDIS_URL), RedisOfferBook(settings.REDIS_URL)
     else:
         index, book = MemoryLocationIndex(), MemoryOfferBook()

@@ -1,0 +1,54 @@
+"""The hand-built trip representation says exactly what DRF's fields would."""
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from PIL import Image
+from rest_framework import serializers
+
+from trips.serializers import TripSerializer, trip_representation
+
+pytestmark = pytest.mark.django_db
+
+
+def by_drf_fields(trip) -> dict:
+    return serializers.ModelSerializer.to_representation(TripSerializer(), trip)
+
+
+def photo() -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "blue").save(buffer, format="PNG")
+    return SimpleUploadedFile("face.png", buffer.getvalue(), content_type="image/png")
+
+
+def test_a_request_without_driver_or_coordinates(rider, make_trip):
+    trip = make_trip(rider)
+
+    assert trip_representation(trip) == by_drf_fields(trip)
+
+
+def test_a_finished_trip_with_everything_set(rider, driver, make_trip):
+    driver.photo.save("face.png", photo())
+    now = timezone.now()
+    trip = make_trip(
+        rider,
+        driver=driver,
+        status="COMPLETED",
+        pick_up_lat=52.37,
+        pick_up_lng=4.89,
+        drop_off_lat=-33.9,
+        drop_off_lng=18.4,
+        accepted_at=now,
+        picked_up_at=now,
+        completed_at=now,
+        distance_m=1234.5,
+    )
+    trip.refresh_from_db()
+
+    represented = trip_representation(trip)
+
+    assert represented == by_drf_fields(trip)
+    assert represented["driver"]["photo"].startswith("/media/photos/")
+    assert represented["completed_at"].endswith("Z")
