@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_suite(args) -> int:
     started = datetime.now(UTC)
+    load_at_start = os.getloadavg()[0]
     sizes = smoke_sizes() if args.smoke else standard_sizes()
     runs = [run for run in sizes.runs if not args.only or run.name in args.only]
     RESULTS.mkdir(exist_ok=True)
@@ -167,6 +168,7 @@ def run_suite(args) -> int:
         server_command=["python", "-m", "config.serve"],
         relay_command=["python", *relay_command[1:]],
         started=started,
+        load=(load_at_start, os.getloadavg()[0]),
     )
     write_report(args.out, section)
     print(f"\nWrote {args.out}", flush=True)

@@ -22,6 +22,7 @@ def test_a_new_page_gets_a_results_section(tmp_path):
 def test_verdicts_say_how_far_off():
     assert Target("rate", 1000, 1200).verdict() == "met"
     assert Target("rate", 1000, 250).verdict() == "missed: 25% of the target"
+    assert Target("sockets", 20_000, 19_954).verdict() == "missed: 99.8% of the target"
     assert Target("p99", 50, 150, higher_is_better=False).verdict() == "missed: 3.0x the limit"
     assert Target("lost", 0, 3, higher_is_better=False).verdict() == "missed"
     assert Target("p99", 50, None).verdict() == "not measured"

@@ -29,6 +29,7 @@ from taxi_bench.outcome import Outcome
 from taxi_bench.schedule import Timeline, sleep_until, staggered
 from taxi_bench.sockets import Peer, open_taxi_socket
 from taxi_bench.workloads.context import Context, gather_limited
+from taxi_bench.workloads.pairs import drive_to_the_end
 from taxi_bench.workloads.tracking import CITY_LAT, CITY_LNG, location_message
 
 NAME = "dispatch"
@@ -150,8 +151,9 @@ async def run(context: Context, args) -> Outcome:
         try:
             peer, snapshot = await open_taxi_socket(context.target, user.access)
             peer.listen(at_driver, until=context.deadline)
-            if snapshot["trips"]:
-                raise RuntimeError("driver is on a trip left by an earlier run")
+            # A driver on a trip (left by another workload) is not available.
+            for trip in snapshot["trips"]:
+                await drive_to_the_end(peer, trip)
             reply = await peer.ask({"type": "driver.online"})
             if reply.get("type") != "driver.status":
                 raise RuntimeError(reply.get("error", {}).get("code", "refused"))

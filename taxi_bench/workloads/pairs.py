@@ -24,6 +24,22 @@ class PairFailed(Exception):
 PAIR_TROUBLE = (PairFailed, TimeoutError, OSError, ConnectionClosed)
 
 
+async def ask(peer: Peer, kind: str, data: dict, expect: str) -> dict:
+    """Send a request; its reply must be `expect`, or the step failed."""
+    reply = await peer.ask({"type": kind, "data": data})
+    if reply.get("type") != expect:
+        error = reply.get("error", {})
+        raise PairFailed(f"{kind} answered {error.get('code', reply.get('type'))}")
+    return reply
+
+
+async def drive_to_the_end(driver: Peer, trip: dict) -> None:
+    """The driver completes a STARTED or IN_PROGRESS trip of theirs."""
+    steps = ADVANCE_ORDER if trip["status"] == "STARTED" else ("COMPLETED",)
+    for step in steps:
+        await ask(driver, "trip.advance", {"trip_id": trip["id"], "status": step}, "trip.updated")
+
+
 @dataclass
 class Pair:
     number: int
@@ -35,11 +51,7 @@ class Pair:
     leftovers: list[dict] = field(default_factory=list)
 
     async def ask(self, peer: Peer, kind: str, data: dict, expect: str) -> dict:
-        reply = await peer.ask({"type": kind, "data": data})
-        if reply.get("type") != expect:
-            error = reply.get("error", {})
-            raise PairFailed(f"{kind} answered {error.get('code', reply.get('type'))}")
-        return reply
+        return await ask(peer, kind, data, expect)
 
     def adopt_own_trip(self) -> bool:
         """Take over a trip this rider and this driver are already on (an earlier run
@@ -58,14 +70,7 @@ class Pair:
             status = trip["status"]
             driver = (trip.get("driver") or {}).get("id")
             if driver == self.driver_user.id and status in ("STARTED", "IN_PROGRESS"):
-                steps = ADVANCE_ORDER if status == "STARTED" else ("COMPLETED",)
-                for step in steps:
-                    await self.ask(
-                        self.driver,
-                        "trip.advance",
-                        {"trip_id": trip["id"], "status": step},
-                        "trip.updated",
-                    )
+                await drive_to_the_end(self.driver, trip)
             elif trip["rider"]["id"] == self.rider_user.id and status in ("REQUESTED", "STARTED"):
                 await self.ask(self.rider, "trip.cancel", {"trip_id": trip["id"]}, "trip.canceled")
             else:
