@@ -139,14 +139,17 @@ class TripConsumer(AsyncWebsocketConsumer):
             return
         if self.expiry is not None:
             self.expiry.cancel()
-        if self.driving is not None:
-            await self._trail_flush()
-        if self.online:
-            await location_index().driver_remove(self.user.id)
-        for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        sockets_per_user.release(self.user.id)
-        self.user = None
+        try:
+            if self.driving is not None:
+                await self._trail_flush()
+            if self.online:
+                await location_index().driver_remove(self.user.id)
+            for group in self.joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        finally:
+            # Whatever failed above, the socket no longer counts against its user.
+            sockets_per_user.release(self.user.id)
+            self.user = None
 
     # --- From the client ------------------------------------------------------------------
 
