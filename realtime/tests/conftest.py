@@ -1,8 +1,10 @@
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -143,3 +145,11 @@ def trip_count():
         return await sync_to_async(Trip.objects.count)()
 
     return count
+
+
+@pytest.fixture
+def clock():
+    """Time that the test moves on (`clock.shift(seconds)`) instead of sleeping; the
+    event loop's own clock is left alone, so awaiting still works."""
+    with time_machine.travel(datetime(2026, 11, 24, 8, 0, tzinfo=UTC), tick=True) as traveller:
+        yield traveller

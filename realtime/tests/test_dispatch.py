@@ -1,11 +1,8 @@
 """Offers to the nearest available drivers, widening, and the end of a search, through
 real sockets, with each location back-end and the clock under the test's control."""
 
-from datetime import UTC, datetime
-
 import pytest
 import redis
-import time_machine
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
@@ -53,12 +50,6 @@ def dispatch_settings(settings):
     settings.DRIVER_POSITION_TTL_SECONDS = 30
     settings.POSITION_MIN_INTERVAL_SECONDS = 0
     return settings
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(datetime(2026, 11, 24, 8, 0, tzinfo=UTC), tick=True) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 import itertools
 import math
-from datetime import UTC, datetime
 
 import pytest
-import time_machine
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
@@ -22,12 +20,6 @@ def tracking_settings(settings):
     settings.POSITION_MIN_INTERVAL_SECONDS = 0
     settings.TRAIL_BATCH_SIZE = 3
     return settings
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(datetime(2026, 11, 24, 8, 0, tzinfo=UTC), tick=True) as traveller:
-        yield traveller
 
 
 @pytest.fixture
