@@ -293,13 +293,13 @@ def render_results(
         "```sh",
         *(f"{name}={shlex.quote(env[name])} \\" for name in SERVER_ENV_SHOWN),
         "SECRET_KEY=<generated> \\",
-        f"  {shlex.join(server_command)}",
+        f"  {shown(server_command)}",
         "```",
         "",
         "Raw relay baseline:",
         "",
         "```sh",
-        shlex.join(relay_command),
+        shown(relay_command),
         "```",
         "",
         "### Results",
@@ -321,10 +321,17 @@ def render_results(
         "",
     ]
     for result in results:
-        lines += [f"**{result.run.name}**", "", "```", f"$ {shlex.join(result.command)}"]
+        lines += [f"**{result.run.name}**", "", "```", f"$ {shown(result.command)}"]
         lines += [result.text.rstrip() or f"failed: {result.failure}", "```", ""]
     lines.append(RESULTS_END)
     return "\n".join(lines) + "\n"
+
+
+def shown(command: list[str]) -> str:
+    """A command as the page shows it: the interpreter as `python` and paths relative to
+    the repository, so the page names no folder of the machine it ran on."""
+    words = ["python" if word == sys.executable else word for word in command]
+    return shlex.join(words).replace(f"{REPOSITORY}/", "")
 
 
 def write_report(path: Path, results_section: str) -> None:

@@ -26,3 +26,17 @@ def test_verdicts_say_how_far_off():
     assert Target("p99", 50, 150, higher_is_better=False).verdict() == "missed: 3.0x the limit"
     assert Target("lost", 0, 3, higher_is_better=False).verdict() == "missed"
     assert Target("p99", 50, None).verdict() == "not measured"
+
+
+def test_commands_on_the_page_name_no_folder_of_the_machine():
+    import sys
+
+    from taxi_bench.suite.paths import REPOSITORY, RESULTS
+    from taxi_bench.suite.report import shown
+
+    command = [sys.executable, "-m", "taxi_bench", "rest", "--json", str(RESULTS / "rest.json")]
+
+    text = shown(command)
+
+    assert text == "python -m taxi_bench rest --json bench-results/rest.json"
+    assert str(REPOSITORY) not in text
