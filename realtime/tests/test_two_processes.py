@@ -23,9 +23,11 @@ RECEIVE_SECONDS = 5
 ADDRESSES = {"pick_up_address": "1 Main Street", "drop_off_address": "99 Harbour Road"}
 
 
-@pytest.fixture(scope="module")
-def servers(django_db_setup, tmp_path_factory):
-    """Two server processes on the test database and the test session's Redis prefix."""
+@pytest.fixture
+def servers(transactional_db, tmp_path_factory):
+    """Two server processes on the test database and the test session's Redis prefix,
+    stopped before the test's tables are emptied (a server still at work would
+    deadlock with the truncation)."""
     with running_servers(["A", "B"], tmp_path_factory.mktemp("servers")) as started:
         yield started
 

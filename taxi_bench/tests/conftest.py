@@ -78,9 +78,13 @@ class ServerProcess:
                 self.process.wait()
 
 
-@pytest.fixture(scope="session")
-def taxi_server(django_db_setup, django_db_blocker):
-    """taxi as production runs it (one worker), on this test run's database and Redis."""
+@pytest.fixture
+def taxi_server(transactional_db):
+    """taxi as production runs it (one worker), on this test run's database and Redis.
+
+    One for each test, stopped before the test's tables are emptied: a server still
+    closing its sockets (writing their trails) would otherwise deadlock with the
+    truncation."""
     port = free_port()
     env = {
         **os.environ,
