@@ -110,10 +110,6 @@ class Ledger:
             recorder = self.latency[series] = LatencyRecorder()
         recorder.record(seconds)
 
-    @property
-    def outstanding(self) -> int:
-        return len(self.pending)
-
     async def settle(self, grace: float) -> None:
         """Wait for the stragglers: until everything expected has arrived, at most
         `grace` seconds. What has not arrived by then is lost."""

@@ -21,10 +21,6 @@ class Target:
     secure: bool
 
     @property
-    def http_base(self) -> str:
-        return f"{'https' if self.secure else 'http'}://{self._netloc}"
-
-    @property
     def ws_base(self) -> str:
         return f"{'wss' if self.secure else 'ws'}://{self._netloc}"
 

@@ -111,10 +111,6 @@ class Trip(models.Model):
         return f"{self.pick_up_address} → {self.drop_off_address} ({self.status})"
 
     @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
-
-    @property
     def has_pick_up_point(self) -> bool:
         return self.pick_up_lat is not None and self.pick_up_lng is not None
 

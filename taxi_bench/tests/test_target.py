@@ -24,7 +24,6 @@ def test_a_url_without_a_host_is_refused():
         target_from_url("127.0.0.1:8000", allow_remote=True)
 
 
-def test_urls_for_both_transports():
+def test_a_secure_target_speaks_wss():
     target = target_from_url("https://127.0.0.1:8443")
-    assert target.http_base == "https://127.0.0.1:8443"
     assert target.ws_url("/taxi/", token="a b") == "wss://127.0.0.1:8443/taxi/?token=a+b"
