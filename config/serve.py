@@ -10,6 +10,7 @@ import os
 import sys
 
 import uvicorn
+from django.conf import settings
 from uvicorn.config import LOGGING_CONFIG
 
 
@@ -31,6 +32,7 @@ def log_config() -> dict:
 
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     workers = worker_count()
@@ -51,6 +53,8 @@ def main() -> None:
         # Per-message deflate costs ~100 KB of zlib state per socket; positions and trip
         # events are small, so compression would buy little and cost most of the memory.
         ws_per_message_deflate=False,
+        # Refuse oversized frames before buffering them (the consumer checks too).
+        ws_max_size=settings.WEBSOCKET_MAX_MESSAGE_BYTES,
         proxy_headers=True,
         # Each worker starts the driver-search sweeper on start-up.
         lifespan="on",
