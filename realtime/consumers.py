@@ -11,6 +11,8 @@ import json
 import logging
 import time
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -310,6 +312,23 @@ class TripConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(AVAILABLE_DRIVERS, self.channel_name)
 
     # --- Plumbing -------------------------------------------------------------------------
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections before handling every message, on
+        # its one sync thread: a thread hop for each position and each event, with all
+        # of a process's sockets queueing for that thread. This consumer never touches
+        # the database on the event loop; `db()` returns each connection as its work
+        # ends, so there is nothing to close.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        # As in Channels, without its closing hop (see `dispatch`); this consumer
+        # leaves its groups in `disconnect`.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def _join(self, group: str) -> None:
         if group not in self.joined:

@@ -72,6 +72,30 @@ async def test_a_position_reaches_the_trips_rider_and_nobody_else(
         assert await socket.receive_nothing()
 
 
+async def test_positions_and_events_are_handled_without_a_thread_hop(
+    tracking_settings, on_a_trip, monkeypatch
+):
+    """Channels would close stale database connections on its one sync thread before
+    every message; a position (received and relayed) must not queue for that thread."""
+    hops = []
+
+    async def close_old_connections_hop():
+        hops.append(1)
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", close_old_connections_hop)
+    monkeypatch.setattr(
+        "channels.generic.websocket.aclose_old_connections", close_old_connections_hop
+    )
+    rider_socket, driver_socket, _ = on_a_trip
+
+    await send_position(driver_socket, position(*START))
+    assert (await rider_socket.receive())["type"] == "driver.location"
+    await handled(driver_socket)
+    await rider_socket.communicator.disconnect()
+
+    assert hops == []
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [
