@@ -1,0 +1,32 @@
+import asyncio
+import gc
+
+import pytest
+
+from config.lifespan import COLLECTION_THRESHOLDS, Lifespan
+
+
+@pytest.fixture
+def collector_restored():
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+async def test_a_starting_process_freezes_what_it_loaded_and_collects_less_often(
+    collector_restored,
+):
+    gc.unfreeze()
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    server = asyncio.create_task(Lifespan()({"type": "lifespan"}, inbox.get, outbox.put))
+
+    await inbox.put({"type": "lifespan.startup"})
+    assert await outbox.get() == {"type": "lifespan.startup.complete"}
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == COLLECTION_THRESHOLDS
+
+    await inbox.put({"type": "lifespan.shutdown"})
+    assert await outbox.get() == {"type": "lifespan.shutdown.complete"}
+    await server
