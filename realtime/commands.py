@@ -22,10 +22,10 @@ class SessionEnded(Exception):
 
 def acting_user(user_id: int) -> User:
     """The user as the database has them now: rights are checked on every message."""
-    user = User.objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        raise SessionEnded
-    return user
+    try:
+        return User.objects.get(pk=user_id, is_active=True)
+    except User.DoesNotExist:
+        raise SessionEnded from None
 
 
 def command_execute(user_id: int, command: Command, origin: Origin) -> None:

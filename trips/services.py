@@ -12,6 +12,7 @@ Events are delivered only after the change commits.
 """
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -38,22 +39,30 @@ ADVANCE_STAMP = {Status.IN_PROGRESS: "picked_up_at", Status.COMPLETED: "complete
 
 
 def _trip(trip_id) -> Trip | None:
-    return Trip.objects.select_related("rider", "driver").filter(id=trip_id).first()
+    # `get` rather than `first`: a look-up by key needs no ORDER BY, which costs a hot
+    # path's CPU to compile.
+    try:
+        return Trip.objects.select_related("rider", "driver").get(id=trip_id)
+    except Trip.DoesNotExist:
+        return None
 
 
 def _visible_trip(user: User, trip_id) -> Trip | None:
     return trips_visible_to(user).filter(id=trip_id).first()
 
 
-def _active_trip_of_rider(rider: User) -> Trip | None:
-    return (
-        Trip.objects.select_related("rider", "driver")
-        .filter(rider=rider, status__in=Trip.ACTIVE_STATUSES)
-        .first()
-    )
+def _requests_of_rider(rider: User, request_id: str) -> tuple[Trip | None, Trip | None]:
+    """In one query: the trip an earlier request with `request_id` made, if any, and
+    the rider's active trip, if any (they may be the same trip)."""
+    wanted = Q(status__in=Trip.ACTIVE_STATUSES)
+    if request_id:
+        wanted |= Q(request_id=request_id)
+    trips = list(Trip.objects.select_related("rider", "driver").filter(wanted, rider=rider))
+    earlier = next((trip for trip in trips if request_id and trip.request_id == request_id), None)
+    active = next((trip for trip in trips if trip.status in Trip.ACTIVE_STATUSES), None)
+    return earlier, active
 
 
-@transaction.atomic
 def trip_request(
     *,
     rider: User,
@@ -73,12 +82,11 @@ def trip_request(
     """
     if not rider.is_rider:
         raise errors.RoleRequired("Only riders can request trips.")
-    if request_id and (earlier := _earlier_request(rider, request_id)):
+    # Read before the write, for a clear answer; the constraints settle races.
+    earlier, active = _requests_of_rider(rider, request_id)
+    if earlier:
         return _request_repeated(earlier, origin), False
-    if active := _active_trip_of_rider(rider):
-        if request_id and active.request_id == request_id:
-            # The same request, sent twice at once: the other copy committed since.
-            return _request_repeated(active, origin), False
+    if active:
         raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     try:
         with transaction.atomic():
@@ -92,17 +100,17 @@ def trip_request(
                 drop_off_lng=drop_off_lng,
                 request_id=request_id,
             )
+            # The new trip is as saved, with its rider: nothing to read back.
+            payload = trip_payload(trip)
+            deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
+            dispatch.trip_offer(trip=trip, payload=payload)
     except IntegrityError as error:
-        # A concurrent request from the same rider won the race for the constraint.
-        if request_id and (earlier := _earlier_request(rider, request_id)):
+        # A concurrent request from the same rider won the race for the constraint; if
+        # it was this very request sent twice, the other copy's trip is the answer.
+        earlier, active = _requests_of_rider(rider, request_id)
+        if earlier:
             return _request_repeated(earlier, origin), False
-        raise errors.RiderHasActiveTrip(
-            "You already have an active trip.", trip=_active_trip_of_rider(rider)
-        ) from error
-    trip = _trip(trip.id)
-    payload = trip_payload(trip)
-    deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
-    dispatch.trip_offer(trip=trip, payload=payload)
+        raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active) from error
     return trip, True
 
 
@@ -114,15 +122,7 @@ def _request_repeated(earlier: Trip, origin: Origin | None) -> Trip:
     return earlier
 
 
-def _earlier_request(rider: User, request_id: str) -> Trip | None:
-    return (
-        Trip.objects.select_related("rider", "driver")
-        .filter(rider=rider, request_id=request_id)
-        .first()
-    )
-
-
-def _require_available_driver(driver: User, trip_id) -> None:
+def _require_driver_allowed(driver: User, trip_id) -> None:
     if not driver.is_driver:
         raise errors.RoleRequired(
             "Only drivers can accept trips.", trip=_visible_trip(driver, trip_id)
@@ -132,42 +132,51 @@ def _require_available_driver(driver: User, trip_id) -> None:
     except errors.TripError as error:
         error.trip = _visible_trip(driver, trip_id)
         raise
-    busy = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES)
-    if busy.exists():
-        raise errors.DriverBusy("You are already on a trip.", trip=_visible_trip(driver, trip_id))
 
 
-@transaction.atomic
+def _driver_busy(driver: User, trip_id) -> errors.DriverBusy:
+    return errors.DriverBusy("You are already on a trip.", trip=_visible_trip(driver, trip_id))
+
+
 def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
-    """`driver` takes a requested trip. Of drivers racing for it, exactly one wins."""
-    _require_available_driver(driver, trip_id)
+    """`driver` takes a requested trip. Of drivers racing for it, exactly one wins.
+
+    A driver already on a trip is refused by the constraint of one active trip a
+    driver, which the conditional update runs into; it is looked for only when the
+    update changed nothing, to say why.
+    """
+    _require_driver_allowed(driver, trip_id)
     now = timezone.now()
     try:
         with transaction.atomic():
             won = Trip.objects.filter(id=trip_id, status=Status.REQUESTED).update(
                 status=Status.STARTED, driver=driver, accepted_at=now, updated=now
             )
+            trip = _trip(trip_id)
+            if not won:
+                raise _not_accepted(driver, trip)
+            payload = trip_payload(trip)
+            deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))
+            dispatch.trip_offers_close(trip=trip, payload=payload, kind=TripEvent.TAKEN)
     except IntegrityError as error:
-        # This driver won another trip in the same instant.
-        raise errors.DriverBusy(
-            "You are already on a trip.", trip=_visible_trip(driver, trip_id)
-        ) from error
-    trip = _trip(trip_id)
-    if trip is None:
-        raise errors.TripNotFound("No such trip.")
-    if not won:
-        # The driver saw this request when it was offered, so they may see what became
-        # of it; a trip that has long gone on (or ended) is none of their business.
-        raise errors.TripNotAvailable(
-            "Another driver has already accepted this trip."
-            if trip.status in Trip.DRIVER_ACTIVE_STATUSES
-            else "This trip is no longer requested.",
-            trip=trip if trip.status in (Status.STARTED, Status.CANCELED) else None,
-        )
-    payload = trip_payload(trip)
-    deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))
-    dispatch.trip_offers_close(trip=trip, payload=payload, kind=TripEvent.TAKEN)
+        raise _driver_busy(driver, trip_id) from error
     return trip
+
+
+def _not_accepted(driver: User, trip: Trip | None) -> errors.TripError:
+    """Why the driver's accept changed nothing."""
+    if Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES).exists():
+        return _driver_busy(driver, trip.id if trip else None)
+    if trip is None:
+        return errors.TripNotFound("No such trip.")
+    # The driver saw this request when it was offered, so they may see what became of
+    # it; a trip that has long gone on (or ended) is none of their business.
+    return errors.TripNotAvailable(
+        "Another driver has already accepted this trip."
+        if trip.status in Trip.DRIVER_ACTIVE_STATUSES
+        else "This trip is no longer requested.",
+        trip=trip if trip.status in (Status.STARTED, Status.CANCELED) else None,
+    )
 
 
 @transaction.atomic
@@ -183,8 +192,12 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
             trip=_visible_trip(driver, trip_id),
         )
     now = timezone.now()
+    changes = {"status": status, "updated": now, ADVANCE_STAMP[status]: now}
+    if status == Status.COMPLETED:
+        # The trail is complete: the driver's socket writes it out before this step.
+        changes["distance_m"] = trail_distance_m(trip_id)
     advanced = Trip.objects.filter(id=trip_id, driver=driver, status=ADVANCE_FROM[status]).update(
-        status=status, updated=now, **{ADVANCE_STAMP[status]: now}
+        **changes
     )
     if not advanced:
         trip = _visible_trip(driver, trip_id)
@@ -193,8 +206,6 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
         if trip.driver_id != driver.id:
             raise errors.NotYourTrip("Only the trip's driver can do that.", trip=trip)
         raise errors.StatusOutOfOrder(f"A {trip.status} trip cannot become {status}.", trip=trip)
-    if status == Status.COMPLETED:
-        Trip.objects.filter(id=trip_id).update(distance_m=trail_distance_m(trip_id))
     trip = _trip(trip_id)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.UPDATED, trip_payload(trip), origin)))
     return trip

@@ -528,16 +528,15 @@ class TestQueryCounts:
     write whose IntegrityError means a lost race."""
 
     def test_trip_request(self, rider, django_assert_num_queries):
-        # Earlier request by request_id, active trip, insert, the trip re-read with its
-        # parties; 2 savepoints.
-        with django_assert_num_queries(4 + 4):
+        # Earlier request by request_id and active trip together, the insert; 1 savepoint.
+        with django_assert_num_queries(2 + 2):
             services.trip_request(rider=rider, **REQUEST, request_id="r-1")
 
     def test_trip_accept(self, rider, driver, make_trip, django_assert_num_queries):
         trip = make_trip(rider)
 
-        # Busy check, the conditional update, the trip re-read; 2 savepoints.
-        with django_assert_num_queries(3 + 4):
+        # The conditional update, the trip re-read; 1 savepoint.
+        with django_assert_num_queries(2 + 2):
             services.trip_accept(trip_id=trip.id, driver=driver)
 
     def test_trip_advance(self, rider, driver, make_trip, django_assert_num_queries):
@@ -546,6 +545,14 @@ class TestQueryCounts:
         # The conditional update, the trip re-read; 1 savepoint.
         with django_assert_num_queries(2 + 2):
             services.trip_advance(trip_id=trip.id, driver=driver, status="IN_PROGRESS")
+
+    def test_trip_completion(self, rider, driver, make_trip, django_assert_num_queries):
+        trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+
+        # The trail, the conditional update with the distance, the trip re-read; 1
+        # savepoint.
+        with django_assert_num_queries(3 + 2):
+            services.trip_advance(trip_id=trip.id, driver=driver, status="COMPLETED")
 
     def test_trip_cancel(self, rider, make_trip, django_assert_num_queries):
         trip = make_trip(rider)
@@ -558,7 +565,7 @@ class TestQueryCounts:
         client = client_for(rider)
 
         # The authenticated user, then the service (no request_id: no look-up by it).
-        with django_assert_num_queries(1 + 7):
+        with django_assert_num_queries(1 + 4):
             assert client.post(TRIPS, REQUEST, format="json").status_code == 201
 
     def test_rest_accept(self, client_for, rider, driver, make_trip, django_assert_num_queries):
@@ -566,5 +573,5 @@ class TestQueryCounts:
         client = client_for(driver)
 
         # The authenticated user, then the service.
-        with django_assert_num_queries(1 + 7):
+        with django_assert_num_queries(1 + 4):
             assert client.post(f"{TRIPS}{trip.id}/accept/").status_code == 200
