@@ -273,7 +273,10 @@ POSITION_MAX_SPEED_KMH = env_float("POSITION_MAX_SPEED_KMH", 250)
 POSITION_MAX_AGE_SECONDS = env_float("POSITION_MAX_AGE_SECONDS", 30)
 POSITION_MAX_FUTURE_SECONDS = env_float("POSITION_MAX_FUTURE_SECONDS", 5)
 POSITION_MAX_ACCURACY_M = env_float("POSITION_MAX_ACCURACY_M", 100)
+# A driver's positions are accepted one every POSITION_MIN_INTERVAL_SECONDS on average,
+# POSITION_BURST (1 or more) at once: delays on the way bunch up positions sent evenly.
 POSITION_MIN_INTERVAL_SECONDS = env_float("POSITION_MIN_INTERVAL_SECONDS", 0.5)
+POSITION_BURST = env_int("POSITION_BURST", 3)
 
 # --- Socket limits -----------------------------------------------------------------------
 WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", 10)

@@ -15,6 +15,12 @@ A driver's client reports, about once a second, a JSON object with:
 Numbers must be JSON numbers (true and false are not), finite. `null` counts as absent
 for the optional members, because browsers' Geolocation API reports an unknown heading
 or speed as null. Other members are ignored.
+
+Each driver's positions are bounded to one every POSITION_MIN_INTERVAL_SECONDS on
+average, with up to POSITION_BURST at once, rather than held to a minimum gap between
+two: network and server delays bunch up positions a client sent evenly, and the client
+should not be refused for the server's own stalls. The bound goes by the server's clock,
+because a client's timestamps are its own to choose.
 """
 
 import math
@@ -60,6 +66,10 @@ class AcceptedPosition:
     measured_at: float
     # When the server accepted it (unix seconds).
     received_at: float
+    # The driver's rate bound: positions take slots POSITION_MIN_INTERVAL_SECONDS apart
+    # by server time, and this is the next free one (unix seconds). It is a token bucket
+    # kept as one number: a slot `n` intervals ahead of now is the bucket `n` short.
+    next_slot_at: float
 
 
 _NAMES = {
@@ -84,15 +94,19 @@ def position_validate(
       refused, so the caller records nothing;
     - `in_future`: a timestamp more than POSITION_MAX_FUTURE_SECONDS ahead of `now`;
     - `stale`: a timestamp more than POSITION_MAX_AGE_SECONDS behind `now`;
-    - `too_frequent`: less than POSITION_MIN_INTERVAL_SECONDS of server time since the
-      previous accepted position, the bound on each driver's rate;
+    - `too_frequent`: more than POSITION_BURST - 1 intervals ahead of the driver's
+      schedule. Each accepted position takes the driver's next slot, or `now` if that
+      has passed, and slots are POSITION_MIN_INTERVAL_SECONDS of server time apart: a
+      driver may send POSITION_BURST at once and then one every interval, a position
+      that comes early is made up for by one that comes late, and slots left unused
+      while quiet are not saved up;
     - `stale`: a timestamp not after the previous accepted position's;
     - `too_fast`: the great-circle distance from the previous accepted position, over
       the time between the two timestamps, above POSITION_MAX_SPEED_KMH.
 
-    A refused report does not replace `previous`, so after one wrongly accepted jump
-    the driver is held back until the implied speed from it falls under the limit;
-    callers should pass no `previous` once a driver has been offline.
+    A refused report does not replace `previous`, so it takes no slot, and after one
+    wrongly accepted jump the driver is held back until the implied speed from it falls
+    under the limit; callers should pass no `previous` once a driver has been offline.
     """
     if not isinstance(report, Mapping):
         raise PositionRejected(
@@ -138,20 +152,28 @@ def position_validate(
             f"{settings.POSITION_MAX_AGE_SECONDS:g} s are refused.",
             field="timestamp",
         )
+    next_slot_at = _slot_take(previous, now)
     if previous is not None:
-        _previous_check(lat, lng, measured_at, previous, now)
-    return AcceptedPosition(lat, lng, heading, speed, accuracy, measured_at, received_at=now)
+        _previous_check(lat, lng, measured_at, previous)
+    return AcceptedPosition(
+        lat, lng, heading, speed, accuracy, measured_at, received_at=now, next_slot_at=next_slot_at
+    )
 
 
-def _previous_check(
-    lat: float, lng: float, measured_at: float, previous: AcceptedPosition, now: float
-) -> None:
-    if now - previous.received_at < settings.POSITION_MIN_INTERVAL_SECONDS:
+def _slot_take(previous: AcceptedPosition | None, now: float) -> float:
+    """The driver's next free slot once this position has taken one; or too_frequent."""
+    interval = settings.POSITION_MIN_INTERVAL_SECONDS
+    slot = now if previous is None else max(previous.next_slot_at, now)
+    if slot - now > (settings.POSITION_BURST - 1) * interval:
         raise PositionRejected(
             PositionRefusal.TOO_FREQUENT,
-            f"A driver's positions are accepted at most every "
-            f"{settings.POSITION_MIN_INTERVAL_SECONDS:g} s.",
+            f"A driver's positions are accepted one every {interval:g} s on average, at "
+            f"most {settings.POSITION_BURST} at once.",
         )
+    return slot + interval
+
+
+def _previous_check(lat: float, lng: float, measured_at: float, previous: AcceptedPosition) -> None:
     # Also keeps the implied speed below from dividing by zero.
     if measured_at <= previous.measured_at:
         raise PositionRejected(

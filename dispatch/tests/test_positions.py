@@ -21,6 +21,7 @@ def _limits(settings):
     settings.POSITION_MAX_FUTURE_SECONDS = 5
     settings.POSITION_MAX_ACCURACY_M = 100
     settings.POSITION_MIN_INTERVAL_SECONDS = 0.5
+    settings.POSITION_BURST = 3
 
 
 def report(**changes) -> dict:
@@ -38,7 +39,10 @@ def report(**changes) -> dict:
 
 
 def previous(*, lat=LAT, lng=LNG, measured_at=NOW - 11, received_at=NOW - 10) -> AcceptedPosition:
-    return AcceptedPosition(lat, lng, None, None, None, measured_at, received_at)
+    # Its next slot long past: the driver may send a whole burst.
+    return AcceptedPosition(
+        lat, lng, None, None, None, measured_at, received_at, next_slot_at=received_at + 0.5
+    )
 
 
 def north_of(metres: float) -> float:
@@ -66,6 +70,7 @@ def test_a_full_report_is_accepted_as_sent():
         accuracy=8.0,
         measured_at=NOW - 1,
         received_at=NOW,
+        next_slot_at=NOW + 0.5,
     )
 
 
@@ -207,18 +212,91 @@ class TestTimestamps:
             assert (error.code, error.field) == ("stale", "timestamp")
 
 
-class TestTooFrequent:
-    def test_by_server_time_since_the_previous_accepted_position(self):
-        # The client's timestamps are a second apart, but the server got them 0.25 s
-        # apart: the rate bound goes by the server's clock.
-        before = previous(measured_at=NOW - 2, received_at=NOW - 0.25)
-        assert accepted(report(timestamp=NOW - 1), before, now=NOW + 0.25).received_at == (
-            NOW + 0.25
-        )
+def answers(arrivals) -> list[str]:
+    """The server's answer to each of a driver's reports, given as (report, server time
+    of its arrival), with the last accepted position passed on as the callers do."""
+    last, said = None, []
+    for sent, now in arrivals:
+        try:
+            last = accepted(sent, last, now)
+        except PositionRejected as error:
+            said.append(error.code)
+        else:
+            said.append("accepted")
+    return said
 
-        error = refusal(report(timestamp=NOW - 1), before)
+
+class TestTooFrequent:
+    @pytest.mark.parametrize("delays", [(0, 0.01), (0.01, 0), (0, 0.4), (0.3, 0, 0.1)], ids=str)
+    def test_a_client_sending_every_interval_is_accepted_through_jitter(self, delays):
+        # Sent every 0.5 s for 30 s; the delays on the way take turns, so the server
+        # sees gaps such as 0.49 s then 0.51 s, or 0.1 s then 0.9 s.
+        sent_at = [NOW - 30 + 0.5 * number for number in range(61)]
+        arrivals = [
+            (report(timestamp=sent), sent + delays[number % len(delays)])
+            for number, sent in enumerate(sent_at)
+        ]
+
+        assert answers(arrivals) == ["accepted"] * 61
+
+    @pytest.mark.parametrize("burst", [1, 3, 5])
+    def test_after_a_stall_a_burst_up_to_the_burst_size_is_accepted(self, settings, burst):
+        settings.POSITION_BURST = burst
+        # Sent every 0.5 s. The server stalls after the first and gets the next ten all
+        # at once when it is back, 5 s later; those after them arrive on time again.
+        back = NOW - 5
+        first = [(report(timestamp=NOW - 10), NOW - 10)]
+        queued = [(report(timestamp=NOW - 9.5 + 0.5 * number), back) for number in range(10)]
+        on_time = [
+            (report(timestamp=at), at) for at in (back + 0.5, back + 1, back + 1.5, back + 2)
+        ]
+
+        said = answers(first + queued + on_time)
+
+        assert said[0] == "accepted"
+        assert said[1:11] == ["accepted"] * burst + ["too_frequent"] * (10 - burst)
+        assert said[11:] == ["accepted"] * 4
+
+    def test_a_rate_above_the_bound_is_held_to_it(self):
+        # Sent and received every 0.25 s, twice the sustained rate: the burst lets the
+        # first five through, and then every other one is refused.
+        times = [NOW - 20 + 0.25 * number for number in range(40)]
+
+        said = answers([(report(timestamp=at), at) for at in times])
+
+        assert said[:5] == ["accepted"] * 5
+        assert said[5:] == ["too_frequent", "accepted"] * 17 + ["too_frequent"]
+
+    def test_by_server_time_not_the_clients_timestamps(self):
+        # The client's timestamps are a second apart, but the server got them at once.
+        sent_at = [NOW - 4, NOW - 3, NOW - 2, NOW - 1]
+
+        said = answers([(report(timestamp=sent), NOW) for sent in sent_at])
+
+        assert said == ["accepted"] * 3 + ["too_frequent"]
+
+    def test_a_report_refused_for_another_reason_takes_no_slot(self):
+        # Refused after the rate is checked: too fast, and not newer than the first.
+        refused = [report(lat=north_of(10_000), timestamp=NOW - 1), report(timestamp=NOW - 3)]
+        good = [report(timestamp=NOW - 1 + 0.25 * number) for number in range(4)]
+        arrivals = [(report(timestamp=NOW - 2), NOW - 2)]
+        arrivals += [(sent, NOW) for sent in [*refused, *good]]
+
+        said = answers(arrivals)
+
+        assert said == ["accepted", "too_fast", "stale", *["accepted"] * 3, "too_frequent"]
+
+    def test_the_refusal_says_the_bound(self):
+        last = None
+        for sent in (NOW - 0.75, NOW - 0.5, NOW - 0.25):
+            last = accepted(report(timestamp=sent), last)
+
+        error = refusal(report(timestamp=NOW), last)
 
         assert (error.code, error.field) == ("too_frequent", None)
+        assert error.message == (
+            "A driver's positions are accepted one every 0.5 s on average, at most 3 at once."
+        )
 
 
 class TestTooFast:

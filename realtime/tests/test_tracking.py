@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from datetime import datetime
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -128,16 +129,43 @@ async def test_a_refused_position_gets_an_error_and_changes_nothing(
     assert await trail_rows(trip_id) == []
 
 
-async def test_too_fast_and_too_frequent_compare_with_the_last_accepted_position(
+async def test_after_a_stall_a_burst_of_positions_is_accepted_up_to_the_burst_size(
     tracking_settings, clock, on_a_trip
 ):
-    tracking_settings.POSITION_MIN_INTERVAL_SECONDS = 0.5
-    rider_socket, driver_socket, _ = on_a_trip
+    # Long slots, so the moments the test itself takes do not free one.
+    tracking_settings.POSITION_MIN_INTERVAL_SECONDS = 10
+    tracking_settings.POSITION_BURST = 3
+    rider_socket, driver_socket, trip_id = on_a_trip
     await send_position(driver_socket, position(*START))
     await rider_socket.receive()
 
-    await send_position(driver_socket, position(START[0] + 0.0001, START[1]), "soon")
-    assert (await driver_socket.receive())["error"]["code"] == "too_frequent"
+    # The server was away while the client queued a position a second: they come at once.
+    clock.shift(60)
+    sent_at = timezone.now().timestamp()
+    queued = [position(*START, timestamp=sent_at - 4 + number) for number in range(4)]
+    for number, data in enumerate(queued):
+        await send_position(driver_socket, data, f"queued-{number}")
+
+    for data in queued[:3]:
+        delivered = (await rider_socket.receive())["data"]
+        recorded_at = datetime.fromisoformat(delivered["recorded_at"]).timestamp()
+        assert recorded_at == pytest.approx(data["timestamp"])
+    refusal = await driver_socket.receive()
+    assert (refusal["request_id"], refusal["error"]["code"]) == ("queued-3", "too_frequent")
+    assert await rider_socket.receive_nothing()
+    await driver_socket.send(
+        {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
+    )
+    await driver_socket.receive()
+    assert await trail_rows(trip_id) == [START] * 4  # the first, and three of the queue
+
+
+async def test_too_fast_compares_with_the_last_accepted_position(
+    tracking_settings, clock, on_a_trip
+):
+    rider_socket, driver_socket, _ = on_a_trip
+    await send_position(driver_socket, position(*START))
+    await rider_socket.receive()
 
     clock.shift(10)
     await send_position(driver_socket, position(START[0] + 0.5, START[1]), "jump")
@@ -228,6 +256,31 @@ async def test_positions_over_rest_reach_the_rider(
     message = await rider_socket.receive()
     assert (message["type"], message["data"]["trip_id"]) == ("driver.location", trip_id)
     assert await trail_rows(trip_id) == [START]
+
+
+async def test_positions_over_rest_are_held_to_the_same_rate(
+    tracking_settings, on_a_trip, client_for, driver
+):
+    # Long slots, so the moments the test itself takes do not free one.
+    tracking_settings.POSITION_MIN_INTERVAL_SECONDS = 10
+    tracking_settings.POSITION_BURST = 3
+    rider_socket, _, trip_id = on_a_trip
+    client = await sync_to_async(client_for)(driver)
+    sent_at = timezone.now().timestamp()
+
+    responses = [
+        await sync_to_async(client.post)(
+            "/api/driver/location/", position(*START, timestamp=sent_at - 4 + number), format="json"
+        )
+        for number in range(4)
+    ]
+
+    assert [response.status_code for response in responses] == [202, 202, 202, 400]
+    assert responses[-1].json()["code"] == "too_frequent"
+    for _ in range(3):
+        assert (await rider_socket.receive())["type"] == "driver.location"
+    assert await rider_socket.receive_nothing()
+    assert await trail_rows(trip_id) == [START] * 3
 
 
 async def test_a_refused_position_over_rest_is_a_400(tracking_settings, client_for, driver):
