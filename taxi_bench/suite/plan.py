@@ -32,7 +32,8 @@ def standard_sizes() -> Sizes:
     """The issue's targets, sized for two cores with the generator on the same machine."""
     tracking = _tracking(5000, 1, 20, processes=2)
     # More than the target, to compare taxi with the raw relay nearer their limits; not
-    # 2 a second, which the server would refuse (positions under 0.5 s apart).
+    # 2 a second, the most the server accepts from a driver on average: at that rate every
+    # stall of the loaded server beyond what POSITION_BURST absorbs would cost refusals.
     ceiling = _tracking(5000, 1.5, 15, processes=2)
     return Sizes(
         # Tracking drives the first 5 000 drivers, dispatch the last 1 000.

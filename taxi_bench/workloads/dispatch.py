@@ -190,8 +190,8 @@ async def run(context: Context, args) -> Outcome:
     end = min(start + args.duration, context.deadline - args.grace)
 
     async def keep_reporting(index: int, user_id: int, peer: Peer) -> None:
-        # The next report comes at least a second after the fresh one above: the
-        # server refuses a driver's positions less than half a second apart.
+        # The next report comes at least a second after the fresh one above, so no
+        # driver draws on the burst the server allows beyond two positions a second.
         offset = 1.0 + staggered(index, len(drivers), args.position_interval)
         timeline = Timeline(start, args.position_interval, end, offset=offset)
         async for _ in timeline.ticks():
