@@ -26,7 +26,7 @@ from dispatch.positions import AcceptedPosition, position_validate
 from dispatch.tracking import position_share
 from realtime.delivery import (
     AVAILABLE_DRIVERS,
-    DRIVERS,
+    DRIVERS_STILL_OFFERED,
     after_commit,
     deliver,
     deliver_on_commit,
@@ -100,7 +100,10 @@ def trip_offers_close(*, trip: Trip, payload: dict, kind: TripEvent) -> None:
     is gone (`kind` says why: taken, canceled), and take a driver who accepted it out of
     the available drivers."""
     if not trip.has_pick_up_point:
-        deliver_on_commit([to_group(DRIVERS, trip_message(kind, payload))])
+        message = trip_message(kind, payload)
+        deliver_on_commit(
+            [to_group(AVAILABLE_DRIVERS, message), to_group(DRIVERS_STILL_OFFERED, message)]
+        )
         if trip.driver_id is None:
             return
 

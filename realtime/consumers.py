@@ -26,7 +26,7 @@ from dispatch.tracking import last_positions, position_share
 from realtime.auth import SocketAuth
 from realtime.commands import SessionEnded, acting_user, command_execute
 from realtime.database import db
-from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS, session_group, user_group
+from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, session_group, user_group
 from realtime.limits import MessageRate, sockets_per_user
 from realtime.protocols import (
     NATIVE_SUBPROTOCOL,
@@ -120,8 +120,6 @@ class TripConsumer(AsyncWebsocketConsumer):
             and self.protocol.drivers_online_on_connect
             and await db(_may_go_online)(user)
         )
-        if user.is_driver:
-            await self._join(DRIVERS)
         await self._sync_availability()
         await self.accept(subprotocol=self.protocol.subprotocol)
         snapshot = self.protocol.snapshot(
@@ -244,7 +242,10 @@ class TripConsumer(AsyncWebsocketConsumer):
         kind, trip = message["kind"], message["trip"]
         if self.user.is_driver:
             await self._follow_driving(trip)
-            if not self._hears_as_driver(kind, trip):
+            hears = self._hears_as_driver(kind, trip)
+            if not self._offers_open():
+                await self._leave(DRIVERS_STILL_OFFERED)
+            if not hears:
                 return
         request_id = message["request_id"] if message["origin"] == self.channel_name else None
         reply = self.protocol.event(kind, trip, request_id)
@@ -281,6 +282,8 @@ class TripConsumer(AsyncWebsocketConsumer):
         elif trip["id"] == self.driving:
             if trip["status"] == Trip.Status.REQUESTED:
                 self.dropped = trip["id"]  # not to be offered again the trip they left
+            else:
+                self.offers_heard.pop(trip["id"], None)  # over: its offer cannot end now
             await self._trail_flush()
             self.driving = self.driving_rider = None
         else:
@@ -305,11 +308,18 @@ class TripConsumer(AsyncWebsocketConsumer):
         return True
 
     async def _sync_availability(self) -> None:
+        # Joins come before leaves, so that no end of an offer falls between the two.
         if self.online and self.driving is None:
             await self._join(AVAILABLE_DRIVERS)
-        elif AVAILABLE_DRIVERS in self.joined:
-            self.joined.discard(AVAILABLE_DRIVERS)
-            await self.channel_layer.group_discard(AVAILABLE_DRIVERS, self.channel_name)
+            await self._leave(DRIVERS_STILL_OFFERED)
+        else:
+            if self._offers_open():
+                await self._join(DRIVERS_STILL_OFFERED)
+            await self._leave(AVAILABLE_DRIVERS)
+
+    def _offers_open(self) -> bool:
+        """Whether an offer this socket showed may yet end, besides the trip it drives."""
+        return any(trip_id != self.driving for trip_id in self.offers_heard)
 
     # --- Plumbing -------------------------------------------------------------------------
 
@@ -334,6 +344,11 @@ class TripConsumer(AsyncWebsocketConsumer):
         if group not in self.joined:
             self.joined.add(group)
             await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _leave(self, group: str) -> None:
+        if group in self.joined:
+            self.joined.discard(group)
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def _send(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message))

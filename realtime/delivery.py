@@ -20,9 +20,11 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 AVAILABLE_DRIVERS = "drivers.available"
-# Every driver socket, open for requests or not: the end of an offer made to available
-# drivers reaches the drivers who heard it even if they went offline since.
-DRIVERS = "drivers"
+# Driver sockets that stopped being available (went offline, or took a trip) while an
+# offer they heard was still open. The end of an offer made to the available drivers
+# goes to both groups, so it reaches everyone who heard the offer without going to
+# every driver socket of every process.
+DRIVERS_STILL_OFFERED = "drivers.still-offered"
 # Tells every socket that receives it to close: its session or its user is no more.
 SESSION_END = {"type": "session.end"}
 

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS, user_group
+from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, user_group
 from trips import errors, services
 from trips.events import Origin, trip_payload
 from trips.models import Trip
@@ -93,7 +93,8 @@ class TestEventsAfterCommit:
         trip = make_trip(rider)
         bystander = make_user("driver")
         rider_inbox, driver_inbox = inbox(user_group(rider.id)), inbox(user_group(driver.id))
-        drivers, bystander_inbox = inbox(DRIVERS), inbox(user_group(bystander.id))
+        available, still_offered = inbox(AVAILABLE_DRIVERS), inbox(DRIVERS_STILL_OFFERED)
+        bystander_inbox = inbox(user_group(bystander.id))
 
         services.trip_accept(trip_id=trip.id, driver=driver)
 
@@ -102,12 +103,14 @@ class TestEventsAfterCommit:
         assert accepted["trip"]["driver"]["id"] == driver.id
         assert rider_inbox.receive_all() == [accepted]
         assert driver_inbox.receive_all() == [accepted]
-        # Offered to every available driver (no pick-up point), so every driver socket
-        # hears it is gone; each shows it only if it had shown the offer.
-        assert drivers.receive_all() == [event("trip.taken", trip)]
+        # Offered to every available driver (no pick-up point), so the drivers available
+        # now and those who left since with the offer open hear it is gone; each socket
+        # shows it only if it had shown the offer. Other driver sockets hear nothing.
+        assert available.receive_all() == [event("trip.taken", trip)]
+        assert still_offered.receive_all() == [event("trip.taken", trip)]
         assert bystander_inbox.receive_nothing()
         assert sorted(name for _, name, _ in deliveries) == sorted(
-            [user_group(rider.id), user_group(driver.id), DRIVERS]
+            [user_group(rider.id), user_group(driver.id), AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED]
         )
 
     def test_advancing_tells_both_parties_and_nobody_else(
@@ -129,14 +132,16 @@ class TestEventsAfterCommit:
         self, deliveries, inbox, rider, make_trip
     ):
         trip = make_trip(rider)
-        rider_inbox, drivers = inbox(user_group(rider.id)), inbox(DRIVERS)
+        rider_inbox = inbox(user_group(rider.id))
+        available, still_offered = inbox(AVAILABLE_DRIVERS), inbox(DRIVERS_STILL_OFFERED)
 
         services.trip_cancel(trip_id=trip.id, user=rider)
 
         canceled = event("trip.canceled", trip)
         assert canceled["trip"]["status"] == "CANCELED"
         assert rider_inbox.receive_all() == [canceled]
-        assert drivers.receive_all() == [canceled]
+        assert available.receive_all() == [canceled]
+        assert still_offered.receive_all() == [canceled]
 
     def test_a_driver_dropping_out_tells_the_rider_and_themselves_and_reoffers_the_trip(
         self, deliveries, inbox, rider, driver, make_trip
@@ -160,7 +165,7 @@ class TestEventsAfterCommit:
             services.trip_accept(trip_id=trip.id, driver=driver)
             assert deliveries == []
 
-        assert len(deliveries) == 3
+        assert len(deliveries) == 4
 
     @pytest.mark.parametrize("step", ["request", "accept", "advance", "cancel", "drop_out"])
     def test_a_change_that_is_rolled_back_delivers_nothing(
@@ -184,7 +189,7 @@ class TestEventsAfterCommit:
         users = (rider, newcomer, free_driver, busy_driver, started.rider)
         inboxes = [inbox(user_group(user.id)) for user in users] + [
             inbox(AVAILABLE_DRIVERS),
-            inbox(DRIVERS),
+            inbox(DRIVERS_STILL_OFFERED),
         ]
         before = trip_rows()
 
@@ -244,7 +249,7 @@ class TestEventsAfterCommit:
         users = (rider, driver, other_rider, other_driver, riding, riding_driver)
         inboxes = [inbox(user_group(user.id)) for user in users] + [
             inbox(AVAILABLE_DRIVERS),
-            inbox(DRIVERS),
+            inbox(DRIVERS_STILL_OFFERED),
         ]
         before = trip_rows()
 
