@@ -6,6 +6,20 @@ from rest_framework import serializers
 from accounts.models import User
 
 
+def user_representation(user: User) -> dict:
+    """The public profile as every client reads it, built directly: it is part of every
+    trip event and snapshot, where DRF's fields cost many times more. `UserSerializer`
+    describes the same shape (and the tests hold the two equal)."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "group": user.role,
+        "photo": user.photo_url,
+    }
+
+
 class UserSerializer(serializers.ModelSerializer):
     group = serializers.CharField(source="role", read_only=True)
     photo = serializers.CharField(source="photo_url", read_only=True, allow_null=True)

@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.models import User
-from accounts.serializers import UserSerializer
+from accounts.serializers import user_representation
 from config.exceptions import DomainError
 from dispatch import services as dispatch
 from dispatch.location_index import location_index
@@ -67,7 +67,7 @@ def _connection_state(user: User) -> dict:
         None,
     )
     return {
-        "user": UserSerializer(user).data,
+        "user": user_representation(user),
         "trips": [trip_payload(trip) for trip in trips],
         "driving": (str(driving.id), driving.rider_id) if driving else (None, None),
         "driven": [str(trip.id) for trip in trips if trip.driver_id is not None],

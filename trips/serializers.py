@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from rest_framework import serializers
 
-from accounts.serializers import UserSerializer
+from accounts.serializers import UserSerializer, user_representation
 from trips.models import TrailPoint, Trip
 
 
@@ -15,16 +15,7 @@ def _moment(value: datetime | None) -> str | None:
 
 
 def _person(user) -> dict | None:
-    if user is None:
-        return None
-    return {
-        "id": user.id,
-        "username": user.username,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "group": user.role,
-        "photo": user.photo_url,
-    }
+    return None if user is None else user_representation(user)
 
 
 def trip_representation(trip: Trip) -> dict:

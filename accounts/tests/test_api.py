@@ -6,6 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from accounts.models import User
+from accounts.serializers import UserSerializer, user_representation
 from conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -296,3 +297,8 @@ def test_admin_lists_users(client, make_user):
 
     assert client.get("/admin/accounts/user/").status_code == 200
     assert client.get("/admin/trips/trip/?status__exact=REQUESTED").status_code == 200
+
+
+def test_the_hand_built_profile_says_what_drf_fields_would(rider, driver):
+    for user in (rider, driver):
+        assert user_representation(user) == UserSerializer(user).data
