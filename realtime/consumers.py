@@ -115,10 +115,9 @@ class TripConsumer(AsyncWebsocketConsumer):
         self.offers_heard: dict[str, None] = {}
         self.last_position: AcceptedPosition | None = None
         self.trail: list[AcceptedPosition] = []
+        # The user was read from the database for this handshake: no query needed.
         self.online = (
-            user.is_driver
-            and self.protocol.drivers_online_on_connect
-            and await db(_may_go_online)(user)
+            user.is_driver and self.protocol.drivers_online_on_connect and _may_go_online(user)
         )
         await self._sync_availability()
         await self.accept(subprotocol=self.protocol.subprotocol)
