@@ -56,9 +56,22 @@ async def deliver(deliveries: Iterable[Delivery]) -> None:
         layer.group_send(name, message) if kind == "group" else layer.send(name, message)
         for kind, name, message in deliveries
     ]
-    for result in await asyncio.gather(*sends, return_exceptions=True):
+    if len(sends) == 1:
+        # Most deliveries are one (every position): no task to make for it.
+        results = [await _result_of(sends[0])]
+    else:
+        results = await asyncio.gather(*sends, return_exceptions=True)
+    for result in results:
         if isinstance(result, Exception):
             logger.warning("A delivery failed: %r", result)
+
+
+async def _result_of(send: Awaitable[None]) -> Exception | None:
+    try:
+        await send
+    except Exception as error:
+        return error
+    return None
 
 
 # Work scheduled for after commit, collected instead of run when a socket's command is
