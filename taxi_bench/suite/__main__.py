@@ -28,6 +28,7 @@ from taxi_bench.suite.servers import (
     SERVER_START_SECONDS,
     Started,
     database_ready,
+    database_vacuumed,
     free_port,
     private_redis_command,
     redis_cleared,
@@ -142,9 +143,11 @@ def run_suite(args) -> int:
                 )
                 continue
             # Each run gets a server of its own, started afresh on a Redis without the
-            # last run's leftovers: work queued by an overloaded run (and drivers it left
-            # in the location index) must not be charged to the next one.
+            # last run's leftovers and a database without its dead rows: work queued by
+            # an overloaded run (and drivers it left in the location index) must not be
+            # charged to the next one.
             redis_cleared(args.redis_url, args.redis_prefix)
+            database_vacuumed(args.database_url)
             log = RESULTS / f"server-{slug(run.name)}.log"
             server = Started("taxi", server_command, env, log)
             try:
