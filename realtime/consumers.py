@@ -57,7 +57,7 @@ class InternalError(DomainError):
 
 
 def _connection_state(user: User) -> dict:
-    trips = list(trips_active_for(user))
+    trips = sorted(trips_active_for(user), key=lambda trip: trip.created, reverse=True)
     driving = next(
         (
             trip
