@@ -133,8 +133,13 @@ def driver_position_accept(
     return position_validate(report=report, previous=previous, now=time.time())
 
 
+# The version of the stored `AcceptedPosition`'s fields: during a rolling deploy, the
+# processes of two releases each read only entries they can rebuild.
+_PREVIOUS_POSITION_VERSION = 2
+
+
 def _previous_position_key(driver_id: int) -> str:
-    return f"driver-position:{driver_id}"
+    return f"driver-position:v{_PREVIOUS_POSITION_VERSION}:{driver_id}"
 
 
 def driver_position_report(*, driver: User, report) -> AcceptedPosition:

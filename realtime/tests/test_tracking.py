@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.utils import timezone
 
 from dispatch.geo import distance_m
@@ -256,6 +257,25 @@ async def test_positions_over_rest_reach_the_rider(
     message = await rider_socket.receive()
     assert (message["type"], message["data"]["trip_id"]) == ("driver.location", trip_id)
     assert await trail_rows(trip_id) == [START]
+
+
+async def test_a_previous_position_stored_by_an_older_release_is_not_read(
+    tracking_settings, on_a_trip, client_for, driver
+):
+    """During a rolling deploy the processes of the last release still store positions
+    in their own shape (here, one without the rate bound's `next_slot_at`)."""
+    rider_socket, _, _ = on_a_trip
+    older = {"lat": 0.0, "lng": 0.0, "heading": None, "speed": None, "accuracy": None}
+    older |= {"measured_at": 0.0, "received_at": 0.0}
+    await sync_to_async(cache.set)(f"driver-position:{driver.pk}", older)
+    client = await sync_to_async(client_for)(driver)
+
+    response = await sync_to_async(client.post)(
+        "/api/driver/location/", position(*START), format="json"
+    )
+
+    assert response.status_code == 202
+    assert (await rider_socket.receive())["type"] == "driver.location"
 
 
 async def test_positions_over_rest_are_held_to_the_same_rate(
