@@ -277,6 +277,8 @@ POSITION_MAX_ACCURACY_M = env_float("POSITION_MAX_ACCURACY_M", 100)
 # POSITION_BURST (1 or more) at once: delays on the way bunch up positions sent evenly.
 POSITION_MIN_INTERVAL_SECONDS = env_float("POSITION_MIN_INTERVAL_SECONDS", 0.5)
 POSITION_BURST = env_int("POSITION_BURST", 3)
+if POSITION_BURST < 1:
+    raise ImproperlyConfigured("POSITION_BURST must be 1 or more (0 would refuse every position).")
 
 # --- Socket limits -----------------------------------------------------------------------
 WEBSOCKET_MAX_SOCKETS_PER_USER = env_int("WEBSOCKET_MAX_SOCKETS_PER_USER", 10)

@@ -53,3 +53,15 @@ def test_production_settings_pass_the_deployment_checklist():
 
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("burst", ["0", "-1"])
+def test_a_position_burst_below_one_is_refused_at_start(burst):
+    result = manage("check", POSITION_BURST=burst)
+
+    assert result.returncode != 0
+    assert "POSITION_BURST" in result.stderr
+
+
+def test_a_position_burst_of_one_is_allowed():
+    assert manage("check", POSITION_BURST="1").returncode == 0
