@@ -5,6 +5,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from taxi_bench.ledger import Ledger
+from taxi_bench.outcome import Outcome
 from taxi_bench.runner import Checkpoints
 from taxi_bench.target import Target
 from taxi_bench.users import Roster
@@ -26,6 +28,17 @@ class Context:
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
+
+    async def measured(
+        self, outcome: Outcome, ledger: Ledger, *, start: float, end: float, grace: float
+    ) -> None:
+        """End a measured phase that sent from `start` to `end`: wait up to `grace` for
+        stragglers, count the phase until the last arrival, and take the ledger's
+        figures into `outcome`."""
+        await ledger.settle(min(grace, self.remaining()))
+        outcome.seconds["measured"] = max(end, ledger.last_arrival or end) - start
+        outcome.take_ledger(ledger)
+        await self.checkpoints.reach("measured")
 
 
 async def gather_limited(

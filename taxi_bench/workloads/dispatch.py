@@ -242,10 +242,7 @@ async def run(context: Context, args) -> Outcome:
         for index, (user_id, peer) in enumerate(drivers.items())
     ]
     await asyncio.gather(requests_on_schedule(), *reporting)
-    await ledger.settle(min(args.grace, context.remaining()))
-    outcome.seconds["measured"] = max(end, ledger.last_arrival or end) - start
-    outcome.take_ledger(ledger)
-    await context.checkpoints.reach("measured")
+    await context.measured(outcome, ledger, start=start, end=end, grace=args.grace)
     await asyncio.gather(*(peer.close() for peer in [*drivers.values(), *riders]))
     return outcome
 

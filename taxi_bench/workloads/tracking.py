@@ -159,10 +159,7 @@ async def drive_positions(
                 outcome.counts["send_failed"] += 1
 
     await asyncio.gather(*(drive(index, sender) for index, sender in enumerate(senders)))
-    await ledger.settle(min(args.grace, context.remaining()))
-    outcome.seconds["measured"] = max(end, ledger.last_arrival or end) - start
-    outcome.take_ledger(ledger)
-    await context.checkpoints.reach("measured")
+    await context.measured(outcome, ledger, start=start, end=end, grace=args.grace)
 
 
 async def run(context: Context, args) -> Outcome:

@@ -166,10 +166,7 @@ async def run(context: Context, args) -> Outcome:
                 outcome.counts[f"send_failed:{type(error).__name__}"] += 1
 
     await asyncio.gather(*(drive(index, pair) for index, pair in enumerate(pairs)))
-    await ledger.settle(min(args.grace, context.remaining()))
-    outcome.seconds["measured"] = max(end, ledger.last_arrival or end) - start
-    outcome.take_ledger(ledger)
-    await context.checkpoints.reach("measured")
+    await context.measured(outcome, ledger, start=start, end=end, grace=args.grace)
     await asyncio.gather(*(pair.close() for pair in pairs))
     return outcome
 
