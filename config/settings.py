@@ -128,7 +128,7 @@ if REDIS_URL:
     # in docs/benchmarks.md; both deliver at most once, which is all taxi relies on.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "realtime.layers.PipelinedPubSubChannelLayer",
             "CONFIG": {
                 # redis-py gives up on a read after 5 s unless told otherwise, which
                 # would drop an idle process's subscription.

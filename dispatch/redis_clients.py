@@ -1,5 +1,7 @@
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -7,6 +9,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 # connections" (redis-py's plain pool stops at 100 and raises).
 POOL_CONNECTIONS = 100
 POOL_WAIT_SECONDS = 10
+
+Item = TypeVar("Item")
 
 
 class PerLoopRedis:
@@ -43,3 +47,59 @@ class PerLoopRedis:
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+
+
+class PipelineFailed(ConnectionError):
+    """The pipeline that carried an item failed or was cut off: the item may or may not
+    have been written."""
+
+
+class Outbox(Generic[Item]):
+    """Items for Redis, written in pipelines: those put while one pipeline is out go
+    together in the next, in the order they were put. One round trip then carries what
+    would have queued for many, and the latency under load is the work's, not a queue's.
+
+    `put` returns once the pipeline that carried its item has gone through, or raises
+    PipelineFailed. An outbox belongs to the event loop it is used on, as its lock does.
+    """
+
+    def __init__(
+        self, write: Callable[[list[Item]], Awaitable[None]], *, lock: asyncio.Lock | None = None
+    ):
+        self._write = write
+        # Shared with whatever else must not overlap a write (a subscription, say).
+        self._lock = lock or asyncio.Lock()
+        self._waiting: list[tuple[Item, asyncio.Future]] = []
+
+    async def put(self, item: Item) -> None:
+        written = asyncio.get_running_loop().create_future()
+        entry = (item, written)
+        self._waiting.append(entry)
+        try:
+            async with self._lock:
+                if not written.done():  # else a pipeline before this one carried it
+                    await self._flush()
+            await written
+        except asyncio.CancelledError:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            # Nobody will read its outcome now; marked read, it logs nothing.
+            written.add_done_callback(lambda future: future.cancelled() or future.exception())
+            raise
+
+    async def _flush(self) -> None:
+        batch, self._waiting = self._waiting, []
+        try:
+            await self._write([item for item, _ in batch])
+        except BaseException as error:
+            for _, written in batch:
+                if not written.done():  # a sender cancelled while waiting cancels its own
+                    failure = PipelineFailed("Writing to Redis failed.")
+                    failure.__cause__ = error
+                    written.set_exception(failure)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        for _, written in batch:
+            if not written.done():
+                written.set_result(None)

@@ -1,0 +1,101 @@
+"""An outbox writes what queued while a pipeline was out in one pipeline, in order, and
+fails exactly the items of a pipeline that failed."""
+
+import asyncio
+
+import pytest
+
+from dispatch.redis_clients import Outbox, PipelineFailed
+
+
+class Writes:
+    """A writer whose writes stay out until released, one at a time."""
+
+    def __init__(self, failing: set[str] = frozenset()):
+        self.failing = failing
+        self.pipelines: list[list[str]] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, items: list[str]) -> None:
+        self.pipelines.append(items)
+        self.started.set()
+        async with asyncio.timeout(5):  # a test that goes wrong fails rather than hangs
+            await self.release.wait()
+        if self.failing & set(items):
+            raise ConnectionError("Redis went away")
+
+
+async def _first_out(outbox: Outbox, writes: Writes, item: str) -> asyncio.Task:
+    task = asyncio.create_task(outbox.put(item))
+    await writes.started.wait()
+    return task
+
+
+async def test_what_queues_behind_a_pipeline_goes_in_the_next_in_order():
+    writes = Writes()
+    outbox = Outbox(writes)
+    first = await _first_out(outbox, writes, "a")
+    queued = [asyncio.create_task(outbox.put(item)) for item in "bcd"]
+    await asyncio.sleep(0)  # every put has queued its item behind the first pipeline
+
+    writes.release.set()
+    await asyncio.gather(first, *queued)
+
+    assert writes.pipelines == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_failed_pipeline_fails_its_items_and_the_next_one_goes():
+    writes = Writes(failing={"b"})
+    outbox = Outbox(writes)
+    first = await _first_out(outbox, writes, "a")
+    queued = [asyncio.create_task(outbox.put(item)) for item in "bc"]
+    await asyncio.sleep(0)
+    writes.release.set()
+
+    results = await asyncio.gather(first, *queued, return_exceptions=True)
+    await outbox.put("d")
+
+    assert results[0] is None
+    assert [type(result) for result in results[1:]] == [PipelineFailed, PipelineFailed]
+    assert isinstance(results[1].__cause__, ConnectionError)
+    assert writes.pipelines == [["a"], ["b", "c"], ["d"]]
+
+
+async def test_an_item_whose_sender_gave_up_while_queued_is_not_written():
+    writes = Writes()
+    outbox = Outbox(writes)
+    first = await _first_out(outbox, writes, "a")
+    given_up = asyncio.create_task(outbox.put("b"))
+    kept = asyncio.create_task(outbox.put("c"))
+    await asyncio.sleep(0)
+
+    given_up.cancel()
+    writes.release.set()
+    await asyncio.gather(first, kept)
+
+    assert given_up.cancelled()
+    assert writes.pipelines == [["a"], ["c"]]
+
+
+async def test_a_writer_cut_off_fails_the_items_it_carried_for_others():
+    writes = Writes()
+    outbox = Outbox(writes)
+    holder = await _first_out(outbox, writes, "a")
+    writes.started.clear()
+    second = asyncio.create_task(outbox.put("b"))
+    third = asyncio.create_task(outbox.put("c"))
+    await asyncio.sleep(0)
+    writes.release.set()  # lets the first pipeline through, and only it
+    writes.release.clear()
+    await holder
+    await writes.started.wait()  # "b" and "c" are out, written by the second sender
+
+    second.cancel()
+    with pytest.raises(PipelineFailed):
+        await third
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    writes.release.set()
+    await outbox.put("d")
+    assert writes.pipelines == [["a"], ["b", "c"], ["d"]]
