@@ -31,9 +31,11 @@ from redis.asyncio.client import Pipeline
 
 from dispatch.backends import ProcessWide
 from dispatch.geo import EARTH_RADIUS_M, MAX_LATITUDE, distance_m
-from dispatch.redis_clients import PerLoopRedis
+from dispatch.redis_clients import Outbox, PerLoop, PerLoopRedis
 
 Clock = Callable[[], float]
+# A driver's new position (lat, lng, at), or None for their leaving the index.
+Change = tuple[int, tuple[float, float, float] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,21 +322,29 @@ class RedisLocationIndex:
     def __init__(self, url: str, *, clock: Clock = time.time):
         self._redis_clients = PerLoopRedis(url)
         self._clock = clock
+        # Every online driver reports about once a second: their positions, and their
+        # leaving, go in pipelines, in the order they came (see `Outbox`).
+        self._changes = PerLoop(lambda: Outbox[Change](self._changes_apply))
 
     async def driver_position_set(self, driver_id: int, lat: float, lng: float, at: float) -> None:
         _point_check(lat, lng)
-        positions, seen = redis_location_keys()
-        async with self._redis().pipeline(transaction=True) as pipe:
-            pipe.geoadd(positions, (lng, lat, driver_id))
-            pipe.zadd(seen, {driver_id: at})
-            self._forget_stale(pipe)
-            await pipe.execute()
+        await self._changes.get().put((driver_id, (lat, lng, at)))
 
     async def driver_remove(self, driver_id: int) -> None:
+        await self._changes.get().put((driver_id, None))
+
+    async def _changes_apply(self, changes: list[Change]) -> None:
         positions, seen = redis_location_keys()
         async with self._redis().pipeline(transaction=True) as pipe:
-            pipe.zrem(positions, driver_id)
-            pipe.zrem(seen, driver_id)
+            for driver_id, position in changes:
+                if position is None:
+                    pipe.zrem(positions, driver_id)
+                    pipe.zrem(seen, driver_id)
+                else:
+                    lat, lng, at = position
+                    pipe.geoadd(positions, (lng, lat, driver_id))
+                    pipe.zadd(seen, {driver_id: at})
+            self._forget_stale(pipe)
             await pipe.execute()
 
     async def driver_position(self, driver_id: int) -> IndexedPosition | None:

@@ -11,40 +11,61 @@ POOL_CONNECTIONS = 100
 POOL_WAIT_SECONDS = 10
 
 Item = TypeVar("Item")
+Made = TypeVar("Made")
+
+
+class PerLoop(Generic[Made]):
+    """One of something for each running event loop, made when first asked for on it.
+
+    For what belongs to the loop it was made on: Redis clients, outboxes. In an ASGI
+    server there is one loop; sync code calling through `async_to_sync` outside a
+    server runs each call on a new loop, and so gets new ones each call, let go of only
+    when the garbage collector takes the loop.
+    """
+
+    def __init__(self, make: Callable[[], Made]):
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Made] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> Made:
+        loop = asyncio.get_running_loop()
+        made = self._made.get(loop)
+        if made is None:
+            made = self._made[loop] = self._make()
+        return made
+
+    def pop(self) -> Made | None:
+        """Forgets the running loop's, and hands it back if there was one."""
+        return self._made.pop(asyncio.get_running_loop(), None)
 
 
 class PerLoopRedis:
-    """An asyncio Redis client for each running event loop.
-
-    A client belongs to the loop it was made on. In an ASGI server that is one client;
-    sync code calling through `async_to_sync` outside a server runs each call on a new
-    loop, and so gets a client (and a connection) per call, closed only when the
-    garbage collector takes the loop; such code should batch its calls inside one
-    function passed to `async_to_sync`.
+    """An asyncio Redis client for each running event loop (see `PerLoop`): code that
+    calls through `async_to_sync` outside a server gets a connection per call, and
+    should batch its calls inside one function passed to `async_to_sync`.
     """
 
     def __init__(self, url: str):
         self._url = url
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients = PerLoop(self._client_make)
 
     def client(self) -> Redis:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            pool = BlockingConnectionPool.from_url(
-                self._url,
-                max_connections=POOL_CONNECTIONS,
-                timeout=POOL_WAIT_SECONDS,
-                socket_timeout=POOL_WAIT_SECONDS,
-            )
-            client = self._clients[loop] = Redis(connection_pool=pool)
-        return client
+        return self._clients.get()
+
+    def _client_make(self) -> Redis:
+        pool = BlockingConnectionPool.from_url(
+            self._url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=POOL_WAIT_SECONDS,
+        )
+        return Redis(connection_pool=pool)
 
     async def close(self) -> None:
         """Closes the connections of the running event loop."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        client = self._clients.pop()
         if client is not None:
             await client.aclose()
 
@@ -60,7 +81,8 @@ class Outbox(Generic[Item]):
     would have queued for many, and the latency under load is the work's, not a queue's.
 
     `put` returns once the pipeline that carried its item has gone through, or raises
-    PipelineFailed. An outbox belongs to the event loop it is used on, as its lock does.
+    PipelineFailed. An outbox belongs to the event loop it is used on, as its lock does
+    (see `PerLoop`).
     """
 
     def __init__(

@@ -5,9 +5,7 @@ known position (what a reconnecting rider's snapshot shows); the trail for the t
 history is written in batches by the driver's socket, not one insert per position.
 """
 
-import asyncio
 import json
-import weakref
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -15,7 +13,7 @@ from django.conf import settings
 
 from dispatch.backends import ProcessWide
 from dispatch.positions import AcceptedPosition
-from dispatch.redis_clients import Outbox, PerLoopRedis
+from dispatch.redis_clients import Outbox, PerLoop, PerLoopRedis
 from realtime.delivery import deliver, to_group, user_group
 
 # How long a trip's last known position is kept after its driver stops reporting.
@@ -60,20 +58,14 @@ class RedisLastPositions:
         self._redis_clients = PerLoopRedis(url)
         # Every position a driver on a trip reports is kept: one round trip each would
         # queue for Redis under load, so they go in pipelines.
-        self._outboxes: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, Outbox[tuple[str, str]]
-        ] = weakref.WeakKeyDictionary()
+        self._outboxes = PerLoop(lambda: Outbox[tuple[str, str]](self._positions_set))
 
     @staticmethod
     def _key(trip_id: str) -> str:
         return f"{settings.REDIS_KEY_PREFIX}:tracking:last:{trip_id}"
 
     async def position_keep(self, trip_id: str, payload: dict) -> None:
-        loop = asyncio.get_running_loop()
-        outbox = self._outboxes.get(loop)
-        if outbox is None:
-            outbox = self._outboxes[loop] = Outbox(self._positions_set)
-        await outbox.put((trip_id, json.dumps(payload)))
+        await self._outboxes.get().put((trip_id, json.dumps(payload)))
 
     async def _positions_set(self, positions: list[tuple[str, str]]) -> None:
         pipeline = self._redis_clients.client().pipeline(transaction=False)

@@ -1,5 +1,6 @@
 """Both back-ends of the location index, held to the same cases."""
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -328,6 +329,25 @@ class TestFreshness:
 
         assert await backend.index.drivers_nearby(*CENTRE, radius_m=100, count=1) == []
         assert not await backend.holds(1)
+
+
+async def test_changes_made_at_once_take_effect_in_the_order_made(backend, frozen_clock):
+    # The Redis index writes what queued behind one round trip in the next pipeline: a
+    # driver who left must not be put back by a position sent just before they left.
+    here = CENTRE
+    await asyncio.gather(
+        backend.index.driver_position_set(4, *here, at=T0),  # out while the rest queue
+        backend.index.driver_position_set(1, *here, at=T0),
+        backend.index.driver_remove(1),
+        backend.index.driver_remove(2),
+        backend.index.driver_position_set(2, *here, at=T0),
+        backend.index.driver_position_set(3, *here, at=T0),
+        backend.index.driver_position_set(3, *point_at(here, 50, 0), at=T0 + 1),
+    )
+
+    assert not await backend.holds(1)
+    assert (await backend.index.driver_position(2)).at == T0
+    assert (await backend.index.driver_position(3)).at == T0 + 1
 
 
 def test_sync_callers_go_through_async_to_sync(backend, frozen_clock):
