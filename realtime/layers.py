@@ -4,6 +4,9 @@ channels_redis publishes one message a round trip to Redis and holds a lock of t
 process's while it waits for the reply, so every position and event a process sends
 queues behind the one before it: under load the queue, not the work, sets the latency.
 Here the messages that queued while one round trip was out go together in the next.
+
+This reaches into channels_redis 4.3 (its per-loop layers and their shards), as pinned
+in requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves them.
 """
 
 import asyncio
