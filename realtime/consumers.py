@@ -10,10 +10,12 @@ import asyncio
 import json
 import logging
 import time
+from functools import partial
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.models import User
@@ -321,6 +323,30 @@ class TripConsumer(AsyncWebsocketConsumer):
         return any(trip_id != self.driving for trip_id in self.offers_heard)
 
     # --- Plumbing -------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send):
+        # As in Channels, but without its loop (`await_many_dispatch`), which makes a
+        # task and waits on two for every message: two long-lived readers, one for the
+        # client and one for the channel layer, take turns to handle what they read, so
+        # the socket still handles one message at a time, each source's in order.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        turn = asyncio.Lock()
+
+        async def read(source):
+            while True:
+                message = await source()
+                async with turn:
+                    await self.dispatch(message)
+
+        try:
+            async with asyncio.TaskGroup() as readers:
+                readers.create_task(read(receive))
+                readers.create_task(read(partial(self.channel_layer.receive, self.channel_name)))
+        except* StopConsumer:
+            pass
 
     async def dispatch(self, message):
         # Channels closes stale database connections before handling every message, on

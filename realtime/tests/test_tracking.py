@@ -1,7 +1,10 @@
 """The assigned driver's positions: to the trip's rider only, checked, kept as a trail."""
 
+import asyncio
 import itertools
 import math
+import os
+import threading
 from datetime import datetime
 
 import pytest
@@ -10,6 +13,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from dispatch.geo import distance_m
+from realtime.delivery import user_group
 from trips.models import TrailPoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,6 +100,60 @@ async def test_positions_and_events_are_handled_without_a_thread_hop(
     await rider_socket.communicator.disconnect()
 
     assert hops == []
+
+
+async def test_positions_and_events_need_no_task_each(tracking_settings, on_a_trip):
+    """Channels' loop makes a task to read each next message, on both sockets; the
+    consumer's readers live as long as the socket."""
+    tracking_settings.TRAIL_BATCH_SIZE = 100  # no trail write in this test
+    rider_socket, driver_socket, _ = on_a_trip
+    loop = asyncio.get_running_loop()
+    made = []
+
+    def counted(loop, coroutine, **kwargs):
+        # Not counted: redis-py's tasks (it shields each command's send, and each
+        # connection's return to its pool, in one) and the in-memory layer's (a task
+        # for each member of a group it sends to).
+        redis_own = f"{os.sep}redis{os.sep}" in coroutine.cr_code.co_filename
+        if not redis_own and coroutine.__qualname__ != "InMemoryChannelLayer.send":
+            made.append(coroutine.__qualname__)
+        return asyncio.Task(coroutine, loop=loop, **kwargs)
+
+    loop.set_task_factory(counted)
+    try:
+        for n in range(10):
+            await send_position(driver_socket, position(*START), request_id=f"p{n}")
+            assert (await rider_socket.receive())["type"] == "driver.location"
+        await handled(driver_socket)
+    finally:
+        loop.set_task_factory(None)
+
+    assert made == []
+
+
+async def test_a_socket_handles_one_message_at_a_time(on_a_trip, monkeypatch, channel_layer):
+    """An event for a socket waits while the socket's own request is being carried
+    out, and comes after it."""
+    rider_socket, _, trip_id = on_a_trip
+    started, release = threading.Event(), threading.Event()
+
+    def command_execute_slowly(user_id, command, origin):
+        started.set()
+        release.wait(timeout=5)
+
+    monkeypatch.setattr("realtime.consumers.command_execute", command_execute_slowly)
+    await rider_socket.send({"type": "trip.cancel", "data": {"trip_id": trip_id}})
+    assert await sync_to_async(started.wait, thread_sensitive=False)(timeout=5)
+
+    where = {"trip_id": trip_id, "lat": START[0], "lng": START[1]}
+    await channel_layer.group_send(
+        user_group(rider_socket.user.id), {"type": "driver.location", "position": where}
+    )
+    try:
+        assert await rider_socket.receive_nothing(timeout=0.3)
+    finally:
+        release.set()
+    assert await rider_socket.receive() == {"type": "driver.location", "data": where}
 
 
 @pytest.mark.parametrize(
