@@ -20,6 +20,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from accounts import sessions
 from accounts.authentication import RevocableJWTAuthentication
 from accounts.models import User
+from accounts.selectors import user_active
 from realtime.database import db
 from realtime.tickets import ticket_redeem
 
@@ -46,7 +47,7 @@ def _from_ticket(ticket: str) -> tuple[User, SocketAuth] | None:
     grant = ticket_redeem(ticket)
     if grant is None or sessions.is_revoked(grant.session_id):
         return None
-    user = User.objects.filter(pk=grant.user_id, is_active=True).first()
+    user = user_active(grant.user_id)
     if user is None:
         return None
     return user, SocketAuth(grant.session_id, grant.expires_at)

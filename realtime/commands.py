@@ -1,6 +1,7 @@
 """Carrying out a socket's trip commands through the trip services (on a worker thread)."""
 
 from accounts.models import User
+from accounts.selectors import user_active
 from realtime.protocols import (
     AcceptTrip,
     AdvanceTrip,
@@ -22,10 +23,10 @@ class SessionEnded(Exception):
 
 def acting_user(user_id: int) -> User:
     """The user as the database has them now: rights are checked on every message."""
-    try:
-        return User.objects.get(pk=user_id, is_active=True)
-    except User.DoesNotExist:
-        raise SessionEnded from None
+    user = user_active(user_id)
+    if user is None:
+        raise SessionEnded
+    return user
 
 
 def command_execute(user_id: int, command: Command, origin: Origin) -> None:

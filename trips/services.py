@@ -12,7 +12,6 @@ Events are delivered only after the change commits.
 """
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -28,7 +27,7 @@ from trips.events import (
     trip_payload,
 )
 from trips.models import Trip
-from trips.selectors import trips_visible_to
+from trips.selectors import trip_with_parties, trips_requested_by, trips_visible_to
 from trips.trail import trail_distance_m
 
 Status = Trip.Status
@@ -38,15 +37,6 @@ ADVANCE_FROM = {Status.IN_PROGRESS: Status.STARTED, Status.COMPLETED: Status.IN_
 ADVANCE_STAMP = {Status.IN_PROGRESS: "picked_up_at", Status.COMPLETED: "completed_at"}
 
 
-def _trip(trip_id) -> Trip | None:
-    # `get` rather than `first`: a look-up by key needs no ORDER BY, which costs a hot
-    # path's CPU to compile.
-    try:
-        return Trip.objects.select_related("rider", "driver").get(id=trip_id)
-    except Trip.DoesNotExist:
-        return None
-
-
 def _visible_trip(user: User, trip_id) -> Trip | None:
     return trips_visible_to(user).filter(id=trip_id).first()
 
@@ -54,10 +44,7 @@ def _visible_trip(user: User, trip_id) -> Trip | None:
 def _requests_of_rider(rider: User, request_id: str) -> tuple[Trip | None, Trip | None]:
     """In one query: the trip an earlier request with `request_id` made, if any, and
     the rider's active trip, if any (they may be the same trip)."""
-    wanted = Q(status__in=Trip.ACTIVE_STATUSES)
-    if request_id:
-        wanted |= Q(request_id=request_id)
-    trips = list(Trip.objects.select_related("rider", "driver").filter(wanted, rider=rider))
+    trips = trips_requested_by(rider, request_id)
     earlier = next((trip for trip in trips if request_id and trip.request_id == request_id), None)
     active = next((trip for trip in trips if trip.status in Trip.ACTIVE_STATUSES), None)
     return earlier, active
@@ -152,7 +139,7 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
             won = Trip.objects.filter(id=trip_id, status=Status.REQUESTED).update(
                 status=Status.STARTED, driver=driver, accepted_at=now, updated=now
             )
-            trip = _trip(trip_id)
+            trip = trip_with_parties(trip_id)
             if not won:
                 raise _not_accepted(driver, trip)
             payload = trip_payload(trip)
@@ -206,7 +193,7 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
         if trip.driver_id != driver.id:
             raise errors.NotYourTrip("Only the trip's driver can do that.", trip=trip)
         raise errors.StatusOutOfOrder(f"A {trip.status} trip cannot become {status}.", trip=trip)
-    trip = _trip(trip_id)
+    trip = trip_with_parties(trip_id)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.UPDATED, trip_payload(trip), origin)))
     return trip
 
@@ -222,20 +209,22 @@ def trip_cancel(*, trip_id, user: User, origin: Origin | None = None) -> Trip:
         return _rider_cancel(trip, origin)
     if trip.driver_id == user.id:
         return _driver_drop_out(trip, origin)
-    raise errors.NotYourTrip("Only the trip's rider or driver can cancel it.", trip=_trip(trip_id))
+    raise errors.NotYourTrip(
+        "Only the trip's rider or driver can cancel it.", trip=trip_with_parties(trip_id)
+    )
 
 
 def _rider_cancel(trip: Trip, origin: Origin | None) -> Trip:
     if trip.status not in (Status.REQUESTED, Status.STARTED):
         raise errors.StatusOutOfOrder(
-            f"A {trip.status} trip can no longer be canceled.", trip=_trip(trip.id)
+            f"A {trip.status} trip can no longer be canceled.", trip=trip_with_parties(trip.id)
         )
     was_requested = trip.status == Status.REQUESTED
     trip.status = Status.CANCELED
     trip.canceled_at = timezone.now()
     trip.cancel_reason = Trip.CancelReason.RIDER
     trip.save(update_fields=["status", "canceled_at", "cancel_reason", "updated"])
-    trip = _trip(trip.id)
+    trip = trip_with_parties(trip.id)
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.CANCELED, payload, origin)))
     if was_requested:
@@ -246,14 +235,14 @@ def _rider_cancel(trip: Trip, origin: Origin | None) -> Trip:
 def _driver_drop_out(trip: Trip, origin: Origin | None) -> Trip:
     if trip.status != Status.STARTED:
         raise errors.StatusOutOfOrder(
-            f"A driver cannot cancel a {trip.status} trip.", trip=_trip(trip.id)
+            f"A driver cannot cancel a {trip.status} trip.", trip=trip_with_parties(trip.id)
         )
     former_driver = trip.driver_id
     trip.status = Status.REQUESTED
     trip.driver = None
     trip.accepted_at = None
     trip.save(update_fields=["status", "driver", "accepted_at", "updated"])
-    trip = _trip(trip.id)
+    trip = trip_with_parties(trip.id)
     payload = trip_payload(trip)
     message = trip_message(TripEvent.UPDATED, payload, origin)
     deliver_on_commit(to_parties(trip, message, also=(former_driver,)))
@@ -274,7 +263,7 @@ def trip_no_driver_found(*, trip_id, offered: list[int]) -> Trip | None:
     )
     if not ended:
         return None
-    trip = _trip(trip_id)
+    trip = trip_with_parties(trip_id)
     payload = trip_payload(trip)
     gone = trip_message(TripEvent.CANCELED, payload)
     deliver_on_commit(

@@ -1,0 +1,143 @@
+"""Reads on hot paths whose SQL is composed once, not compiled by the ORM on each call.
+
+The ORM compiles a queryset's SQL every time it runs it. For a trip with its rider and
+driver that is about a millisecond of CPU, several times what the database takes to
+answer, and every trip step and every socket's handshake pays it (docs/benchmarks.md,
+finding 25). A `ComposedRead` writes its SELECT once per database backend from the
+models' own metadata, so it follows their columns, and gives back the instances the
+ORM would: every concrete field loaded, the backend's converters applied, the related
+objects cached as `select_related` caches them.
+"""
+
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+from django.db import connection
+from django.db.models import Field, Model
+from django.db.models.expressions import Col
+
+M = TypeVar("M", bound=Model)
+
+
+class ComposedRead(Generic[M]):
+    """`SELECT` of `model`'s rows (as `alias`) and, for each foreign key named in
+    `related` (field name to alias), the row it points to.
+
+    `where` (and `order_by`) are SQL written against those aliases, with a `%s` for
+    each of `params`, the fields whose values fill them in order: each value is made
+    ready for the database as that field makes its own. They are constants of the
+    code, never built from input.
+    """
+
+    def __init__(
+        self,
+        model: type[M],
+        *,
+        alias: str,
+        where: str,
+        params: Sequence[Field],
+        related: dict[str, str] | None = None,
+        order_by: str = "",
+    ):
+        self.model = model
+        self.alias = alias
+        self.where = where
+        self.params = tuple(params)
+        self.order_by = order_by
+        self.related = [(model._meta.get_field(name), as_) for name, as_ in (related or {}).items()]
+        # Composed on first use (the models' relations are resolved by then), once for
+        # each database backend it is used with.
+        self._composed: dict[str, _Composed] = {}
+
+    def __call__(self, *values) -> list[M]:
+        composed = self._composed_for_backend()
+        params = [
+            field.get_db_prep_value(value, connection)
+            for field, value in zip(self.params, values, strict=True)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(composed.sql, params)
+            rows = cursor.fetchall()
+        return [composed.instance(row) for row in rows]
+
+    def first(self, *values) -> M | None:
+        found = self(*values)
+        return found[0] if found else None
+
+    def _composed_for_backend(self) -> "_Composed":
+        composed = self._composed.get(connection.vendor)
+        if composed is None:
+            composed = self._composed[connection.vendor] = self._compose()
+        return composed
+
+    def _compose(self) -> "_Composed":
+        quote = connection.ops.quote_name
+        tables = [_Table(None, self.model, self.alias)] + [
+            _Table(field, field.related_model, as_) for field, as_ in self.related
+        ]
+        columns, converters = [], []
+        for table in tables:
+            for field in table.model._meta.concrete_fields:
+                column = Col(table.alias, field)
+                found = connection.ops.get_db_converters(column) + column.get_db_converters(
+                    connection
+                )
+                if found:
+                    converters.append((len(columns), column, found))
+                columns.append(f"{table.alias}.{quote(field.column)}")
+        joins = [
+            f"{'LEFT ' if field.null else ''}JOIN {quote(field.related_model._meta.db_table)} "
+            f"AS {as_} ON {as_}.{quote(field.target_field.column)} = "
+            f"{self.alias}.{quote(field.column)}"
+            for field, as_ in self.related
+        ]
+        sql = " ".join(
+            [
+                f"SELECT {', '.join(columns)}",
+                f"FROM {quote(self.model._meta.db_table)} AS {self.alias}",
+                *joins,
+                f"WHERE {self.where}",
+                *([f"ORDER BY {self.order_by}"] if self.order_by else []),
+            ]
+        )
+        return _Composed(sql, converters, tables)
+
+
+class _Table:
+    """One model's columns in a composed row: the main model's, or those of the row a
+    foreign key (`via`) points to."""
+
+    def __init__(self, via: Field | None, model: type[Model], alias: str):
+        self.via = via
+        self.model = model
+        self.alias = alias
+        fields = model._meta.concrete_fields
+        self.width = len(fields)
+        self.attnames = [field.attname for field in fields]
+        self.pk_index = fields.index(model._meta.pk)
+
+    def instance(self, values: list) -> Model | None:
+        if values[self.pk_index] is None:  # an outer join that found no row
+            return None
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+
+class _Composed:
+    def __init__(self, sql: str, converters: list, tables: list[_Table]):
+        self.sql = sql
+        self.converters = converters
+        self.tables = tables
+
+    def instance(self, row) -> Model:
+        values = list(row)
+        for index, column, functions in self.converters:
+            for convert in functions:
+                values[index] = convert(values[index], column, connection)
+        main, *related = self.tables
+        instance = main.instance(values[: main.width])
+        start = main.width
+        for table in related:
+            end = start + table.width
+            table.via.set_cached_value(instance, table.instance(values[start:end]))
+            start = end
+        return instance

@@ -1,0 +1,84 @@
+"""The trip reads on hot paths, whose SQL is composed once (`config.composed_reads`):
+they must give what the ORM gives, on every backend the tests run on."""
+
+import pytest
+from django.utils import timezone
+
+from trips.models import Trip
+from trips.selectors import trip_with_parties, trips_active_for, trips_requested_by
+
+pytestmark = pytest.mark.django_db
+
+
+def values_of(instance) -> list:
+    return [getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields]
+
+
+def test_a_trip_read_is_the_orm_s_with_its_parties_loaded(
+    rider, driver, make_trip, django_assert_num_queries
+):
+    trip = make_trip(
+        rider,
+        status="IN_PROGRESS",
+        driver=driver,
+        pick_up_lat=51.5,
+        pick_up_lng=-0.12,
+        accepted_at=timezone.now(),
+        picked_up_at=timezone.now(),
+        request_id="r-1",
+    )
+    expected = Trip.objects.select_related("rider", "driver").get(id=trip.id)
+
+    with django_assert_num_queries(1):
+        found = trip_with_parties(trip.id)
+        rider_values, driver_values = values_of(found.rider), values_of(found.driver)
+
+    assert values_of(found) == values_of(expected)
+    assert rider_values == values_of(expected.rider)
+    assert driver_values == values_of(expected.driver)
+    assert found.pk == trip.pk and not found._state.adding
+
+
+def test_a_trip_without_a_driver_has_none_and_needs_no_query_to_say_so(
+    rider, make_trip, django_assert_num_queries
+):
+    trip = make_trip(rider)
+
+    with django_assert_num_queries(1):
+        found = trip_with_parties(str(trip.id))  # as a client names it
+        assert found.driver is None
+        assert found.rider.id == rider.id
+
+
+def test_no_such_trip_reads_as_none(rider, make_trip):
+    make_trip(rider)
+
+    assert trip_with_parties("6f1c3d55-8d4e-4a8e-9c1e-2b7a3f0e9d11") is None
+
+
+def test_the_active_trips_of_a_user_as_rider_or_driver(make_user, make_trip):
+    rider, other_rider, driver = make_user("rider"), make_user("rider"), make_user("driver")
+    driven = make_trip(rider, status="STARTED", driver=driver)
+    make_trip(rider, status="COMPLETED", driver=driver)
+    make_trip(other_rider, status="CANCELED")
+    requested = make_trip(other_rider)
+
+    assert {trip.id for trip in trips_active_for(rider)} == {driven.id}
+    assert {trip.id for trip in trips_active_for(driver)} == {driven.id}
+    assert {trip.id for trip in trips_active_for(other_rider)} == {requested.id}
+
+
+def test_a_request_id_finds_the_trip_it_made_even_once_over(rider, driver, make_trip):
+    done = make_trip(rider, status="COMPLETED", driver=driver, request_id="r-1")
+    active = make_trip(rider, request_id="r-2")
+
+    assert {trip.id for trip in trips_requested_by(rider, "r-1")} == {done.id, active.id}
+    assert {trip.id for trip in trips_requested_by(rider, "r-2")} == {active.id}
+
+
+def test_a_blank_request_id_matches_no_earlier_request(rider, driver, make_trip):
+    # Trips made without a request id have a blank one; a blank asks for none of them.
+    make_trip(rider, status="COMPLETED", driver=driver)
+    make_trip(rider, status="CANCELED")
+
+    assert trips_requested_by(rider, "") == []
