@@ -302,3 +302,37 @@ def test_admin_lists_users(client, make_user):
 def test_the_hand_built_profile_says_what_drf_fields_would(rider, driver):
     for user in (rider, driver):
         assert user_representation(user) == UserSerializer(user).data
+
+
+class TestTokenUser:
+    """Every request with a token reads its user (`RevocableJWTAuthentication`)."""
+
+    def test_a_deactivated_user_s_token_is_refused(self, client_for, rider):
+        client = client_for(rider)
+        User.objects.filter(id=rider.id).update(is_active=False)
+
+        response = client.get(ME)
+
+        assert response.status_code == 401
+        assert response.json() == {"detail": "User is inactive"}
+
+    def test_a_deleted_user_s_token_is_refused(self, client_for, rider):
+        client = client_for(rider)
+        rider.delete()
+
+        response = client.get(ME)
+
+        assert response.status_code == 401
+        assert response.json() == {"detail": "User not found"}
+
+    def test_a_token_naming_no_user_is_refused(self, api_client, rider):
+        from rest_framework_simplejwt.tokens import AccessToken
+
+        token = AccessToken.for_user(rider)
+        del token["id"]
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+        response = api_client.get(ME)
+
+        assert response.status_code == 401
+        assert response.json()["code"] == "token_not_valid"
