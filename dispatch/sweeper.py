@@ -12,17 +12,14 @@ from realtime.database import db
 from trips import services as trip_services
 from trips.events import trip_payload
 from trips.models import Trip
+from trips.selectors import trip_with_parties
 
 logger = logging.getLogger(__name__)
 
 
 def _requested_trip_payload(trip_id: str) -> dict | None:
-    trip = (
-        Trip.objects.select_related("rider", "driver")
-        .filter(id=trip_id, status=Trip.Status.REQUESTED)
-        .first()
-    )
-    return trip_payload(trip) if trip is not None else None
+    trip = trip_with_parties(trip_id)
+    return trip_payload(trip) if trip is not None and trip.status == Trip.Status.REQUESTED else None
 
 
 async def searches_expire_due(now: float | None = None) -> list[str]:
