@@ -1,9 +1,11 @@
 """Database work from async code."""
 
+import contextvars
 import functools
 
 from channels.db import database_sync_to_async
-from django.db import close_old_connections, connection
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, close_old_connections
 
 from realtime.delivery import jobs_collected, jobs_run
 
@@ -17,6 +19,11 @@ def db(function):
     call: pool threads outlive the call, and one that kept its connection would hold
     it until the process ends. What the work scheduled for after its commit (events to
     deliver, offers to make) runs back on the event loop, before the call returns.
+
+    The work runs in a copy of the caller's context that is dropped after it. Django
+    keeps some objects per context (its cache clients, for one), and asgiref carries
+    the worker's context back to the caller: a socket's task would hold a set of its
+    own for the socket's life (docs/benchmarks.md, finding 26).
     """
 
     def run(*args, **kwargs):
@@ -26,12 +33,21 @@ def db(function):
             finally:
                 close_old_connections()
 
-    in_thread = database_sync_to_async(run, thread_sensitive=connection.vendor == "sqlite")
-
     @functools.wraps(function)
     async def call(*args, **kwargs):
+        in_thread = database_sync_to_async(
+            run, thread_sensitive=_on_sqlite(), context=contextvars.copy_context()
+        )
         result, jobs = await in_thread(*args, **kwargs)
         await jobs_run(jobs)
         return result
 
     return call
+
+
+@functools.cache
+def _on_sqlite() -> bool:
+    # From the settings, not from `connection`: on the event loop Django makes a
+    # connection object for the calling task, and a socket's task (which wraps work
+    # with `db` as it goes) would hold one for its life.
+    return settings.DATABASES[DEFAULT_DB_ALIAS]["ENGINE"] == "django.db.backends.sqlite3"
