@@ -17,6 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
+from uvicorn.protocols.utils import ClientDisconnected
 
 from accounts.models import User
 from accounts.serializers import user_representation
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 # Closed because the credentials ended: expired token, logged out, deactivated.
 CLOSE_SESSION_ENDED = 4001
+# Gone with no close frame heard.
+CLOSE_ABNORMALLY = 1006
 CLOSE_TOO_BIG = 1009
 # Enough for every offer a driver could still be looking at.
 OFFERS_REMEMBERED = 256
@@ -347,6 +350,14 @@ class TripConsumer(AsyncWebsocketConsumer):
                 readers.create_task(read(partial(self.channel_layer.receive, self.channel_name)))
         except* StopConsumer:
             pass
+        except* ClientDisconnected:
+            # uvicorn's `send` says the client has gone before its disconnect is read:
+            # the end of a socket, not an error of the server's.
+            pass
+        finally:
+            # However the socket ended, it leaves its groups, goes offline and stops
+            # counting against its user (nothing left to do if its disconnect was read).
+            await self.disconnect(CLOSE_ABNORMALLY)
 
     async def dispatch(self, message):
         # Channels closes stale database connections before handling every message, on

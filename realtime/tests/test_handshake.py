@@ -1,5 +1,6 @@
 """Who may open /taxi/, and when the server closes a socket."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -231,3 +232,40 @@ async def test_sockets_per_user_are_bounded(open_socket, refused, rider, setting
     tokens = await tokens_for(rider)
 
     assert await refused(f"/taxi/?token={tokens['access']}")
+
+
+async def test_a_client_gone_while_a_reply_is_on_its_way_ends_the_socket_cleanly(
+    channel_layer, rider
+):
+    """uvicorn's `send` raises once the client has gone, before the disconnect is read:
+    the socket ends without an error and lets go of what it held."""
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    from config.asgi import application
+    from realtime.limits import sockets_per_user
+
+    tokens = await tokens_for(rider)
+    scope = {
+        "type": "websocket",
+        "path": "/taxi/",
+        "query_string": f"token={tokens['access']}".encode(),
+        "headers": [],
+        "subprotocols": [NATIVE_SUBPROTOCOL],
+    }
+    from_client = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "{"}]
+    sent = []
+
+    async def receive():
+        if from_client:
+            return from_client.pop(0)
+        await asyncio.Event().wait()  # the disconnect is never read
+
+    async def send(message):
+        if message["type"] == "websocket.send" and sent[-1]["type"] == "websocket.send":
+            raise ClientDisconnected  # the reply to "{", after the snapshot
+        sent.append(message)
+
+    await asyncio.wait_for(application(scope, receive, send), timeout=5)
+
+    assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]
+    assert sockets_per_user.open[rider.id] == 0
