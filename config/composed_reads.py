@@ -23,10 +23,10 @@ class ComposedRead(Generic[M]):
     """`SELECT` of `model`'s rows (as `alias`) and, for each foreign key named in
     `related` (field name to alias), the row it points to.
 
-    `where` (and `order_by`) are SQL written against those aliases, with a `%s` for
-    each of `params`, the fields whose values fill them in order: each value is made
-    ready for the database as that field makes its own. They are constants of the
-    code, never built from input.
+    `where` is SQL written against those aliases, with a `%s` for each of `params`,
+    the fields whose values fill them in order: each value is made ready for the
+    database as that field makes its own. It is a constant of the code, never built
+    from input.
     """
 
     def __init__(
@@ -37,13 +37,11 @@ class ComposedRead(Generic[M]):
         where: str,
         params: Sequence[Field],
         related: dict[str, str] | None = None,
-        order_by: str = "",
     ):
         self.model = model
         self.alias = alias
         self.where = where
         self.params = tuple(params)
-        self.order_by = order_by
         self.related = [(model._meta.get_field(name), as_) for name, as_ in (related or {}).items()]
         # Composed on first use (the models' relations are resolved by then), once for
         # each database backend it is used with.
@@ -97,7 +95,6 @@ class ComposedRead(Generic[M]):
                 f"FROM {quote(self.model._meta.db_table)} AS {self.alias}",
                 *joins,
                 f"WHERE {self.where}",
-                *([f"ORDER BY {self.order_by}"] if self.order_by else []),
             ]
         )
         return _Composed(sql, converters, tables)
@@ -123,6 +120,9 @@ class _Table:
 
 
 class _Composed:
+    """A read as composed for one backend: its SQL, the columns its converters apply
+    to, and the tables its rows are cut into."""
+
     def __init__(self, sql: str, converters: list, tables: list[_Table]):
         self.sql = sql
         self.converters = converters
