@@ -7,10 +7,13 @@ import pytest
 import time_machine
 from asgiref.sync import sync_to_async
 from rest_framework_simplejwt.tokens import AccessToken
+from uvicorn.protocols.utils import ClientDisconnected
 
 from accounts.services import session_tokens_issue
+from config.asgi import application
 from conftest import PASSWORD
 from realtime.consumers import CLOSE_SESSION_ENDED
+from realtime.limits import sockets_per_user
 from realtime.protocols import NATIVE_SUBPROTOCOL
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -239,11 +242,6 @@ async def test_a_client_gone_while_a_reply_is_on_its_way_ends_the_socket_cleanly
 ):
     """uvicorn's `send` raises once the client has gone, before the disconnect is read:
     the socket ends without an error and lets go of what it held."""
-    from uvicorn.protocols.utils import ClientDisconnected
-
-    from config.asgi import application
-    from realtime.limits import sockets_per_user
-
     tokens = await tokens_for(rider)
     scope = {
         "type": "websocket",
