@@ -291,3 +291,8 @@ DISPATCH_SWEEP_SECONDS = env_float("DISPATCH_SWEEP_SECONDS", 0.5)
 # position's cost at 10 a batch (docs/benchmarks.md); a crashed process loses at most a
 # batch of the trail's history, never a live position.
 TRAIL_BATCH_SIZE = env_int("TRAIL_BATCH_SIZE", 30)
+# A driver's socket keeps a trip's last known position (for a reconnecting rider's
+# snapshot) at most once in this many seconds, and its latest when the trip ends or the
+# socket closes: one write a position was a seventh of tracking's throughput
+# (docs/benchmarks.md, finding 29), and the live positions follow the snapshot anyway.
+LAST_POSITION_KEEP_SECONDS = env_float("LAST_POSITION_KEEP_SECONDS", 3)

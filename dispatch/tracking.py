@@ -84,12 +84,14 @@ last_positions = ProcessWide[LastPositions](redis=RedisLastPositions, memory=Mem
 
 
 async def position_share(
-    *, trip_id: str, driver_id: int, rider_id: int, position: AcceptedPosition
+    *, trip_id: str, driver_id: int, rider_id: int, position: AcceptedPosition, keep: bool = True
 ) -> dict:
-    """Send the position to the trip's rider, and only them, and keep it as the last."""
+    """Send the position to the trip's rider, and only them, and keep it as the last
+    (unless `keep` is false: the caller then keeps it, or a later one, itself)."""
     payload = position_payload(trip_id=trip_id, driver_id=driver_id, position=position)
     await deliver(
         [to_group(user_group(rider_id), {"type": "driver.location", "position": payload})]
     )
-    await last_positions().position_keep(trip_id, payload)
+    if keep:
+        await last_positions().position_keep(trip_id, payload)
     return payload

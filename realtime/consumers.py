@@ -120,6 +120,10 @@ class TripConsumer(AsyncWebsocketConsumer):
         self.offers_heard: dict[str, None] = {}
         self.last_position: AcceptedPosition | None = None
         self.trail: list[AcceptedPosition] = []
+        # The latest position shared with the rider but not yet kept as the trip's last
+        # known one, and when the next may be kept (see LAST_POSITION_KEEP_SECONDS).
+        self.unkept: dict | None = None
+        self.keep_after = 0.0
         # The user was read from the database for this handshake: no query needed.
         self.online = (
             user.is_driver and self.protocol.drivers_online_on_connect and _may_go_online(user)
@@ -145,7 +149,7 @@ class TripConsumer(AsyncWebsocketConsumer):
             self.expiry.cancel()
         try:
             if self.driving is not None:
-                await self._trail_flush()
+                await self._positions_flush()
             if self.online:
                 await location_index().driver_remove(self.user.id)
             for group in self.joined:
@@ -209,7 +213,7 @@ class TripConsumer(AsyncWebsocketConsumer):
             case _:
                 if self.driving is not None:
                     # The trail must be complete before a step that measures it.
-                    await self._trail_flush()
+                    await self._positions_flush()
                 origin = Origin(self.channel_name, command.request_id)
                 await db(command_execute)(self.user.id, command, origin)
 
@@ -221,21 +225,31 @@ class TripConsumer(AsyncWebsocketConsumer):
         )
         self.last_position = position
         if self.driving is not None:
-            await position_share(
+            keep = position.received_at >= self.keep_after
+            payload = await position_share(
                 trip_id=self.driving,
                 driver_id=self.user.id,
                 rider_id=self.driving_rider,
                 position=position,
+                keep=keep,
             )
+            if keep:
+                self.keep_after = position.received_at + settings.LAST_POSITION_KEEP_SECONDS
+            self.unkept = None if keep else payload
             self.trail.append(position)
             if len(self.trail) >= settings.TRAIL_BATCH_SIZE:
-                await self._trail_flush()
+                await self._positions_flush()
         elif self.online:
             await location_index().driver_position_set(
                 self.user.id, position.lat, position.lng, at=position.received_at
             )
 
-    async def _trail_flush(self) -> None:
+    async def _positions_flush(self) -> None:
+        """Write what the socket holds of the trip it drives: its trail, and its latest
+        position if that is not yet kept as the trip's last known one."""
+        if self.unkept is not None:
+            payload, self.unkept = self.unkept, None
+            await last_positions().position_keep(self.driving, payload)
         if self.trail:
             positions, self.trail = self.trail, []
             await db(trip_trail_record)(trip_id=self.driving, positions=positions)
@@ -281,14 +295,16 @@ class TripConsumer(AsyncWebsocketConsumer):
         mine = (trip.get("driver") or {}).get("id") == self.user.id
         if mine and trip["status"] in Trip.DRIVER_ACTIVE_STATUSES:
             if self.driving != trip["id"]:
+                await self._positions_flush()  # of the trip before, if it did not end
                 self.driving, self.driving_rider = trip["id"], trip["rider"]["id"]
+                self.keep_after = 0.0  # the trip's first position is kept at once
                 await location_index().driver_remove(self.user.id)
         elif trip["id"] == self.driving:
             if trip["status"] == Trip.Status.REQUESTED:
                 self.dropped = trip["id"]  # not to be offered again the trip they left
             else:
                 self.offers_heard.pop(trip["id"], None)  # over: its offer cannot end now
-            await self._trail_flush()
+            await self._positions_flush()
             self.driving = self.driving_rider = None
         else:
             return

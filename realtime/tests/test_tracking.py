@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from dispatch.geo import distance_m
+from dispatch.tracking import last_positions
 from realtime.delivery import user_group
 from trips.models import TrailPoint
 
@@ -259,6 +260,55 @@ async def test_a_reconnecting_rider_gets_the_last_position_in_the_snapshot(
 
     assert again.snapshot["positions"] == {trip_id: last}
     assert last != first
+
+
+async def test_the_last_position_is_kept_once_in_a_while_and_the_latest_when_the_socket_closes(
+    tracking_settings, clock, on_a_trip, open_socket, rider
+):
+    tracking_settings.LAST_POSITION_KEEP_SECONDS = 3
+    rider_socket, driver_socket, trip_id = on_a_trip
+
+    async def shared(lat) -> dict:
+        clock.shift(1)
+        await send_position(driver_socket, position(lat, START[1]))
+        return (await rider_socket.receive())["data"]
+
+    async def snapshot_position() -> dict:
+        socket = await open_socket(rider, native=True)
+        await socket.communicator.disconnect()
+        return socket.snapshot["positions"][trip_id]
+
+    first = await shared(START[0])
+    second = await shared(START[0] + 0.0001)  # a second later: not written
+    assert await snapshot_position() == first
+    await shared(START[0] + 0.0002)
+    fourth = await shared(START[0] + 0.0003)  # three seconds after the first: written
+    assert await snapshot_position() == fourth
+    fifth = await shared(START[0] + 0.0004)
+    assert second != first and fifth != fourth
+
+    await driver_socket.communicator.disconnect()
+
+    assert await snapshot_position() == fifth
+
+
+async def test_a_step_of_the_trip_keeps_the_latest_position_first(
+    tracking_settings, clock, on_a_trip
+):
+    tracking_settings.LAST_POSITION_KEEP_SECONDS = 3
+    rider_socket, driver_socket, trip_id = on_a_trip
+    await send_position(driver_socket, position(*START))
+    await rider_socket.receive()
+    clock.shift(1)
+    await send_position(driver_socket, position(START[0] + 0.0001, START[1]))
+    latest = (await rider_socket.receive())["data"]
+
+    await driver_socket.send(
+        {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
+    )
+    assert (await driver_socket.receive())["data"]["trip"]["status"] == "IN_PROGRESS"
+
+    assert await last_positions().positions_of([trip_id]) == {trip_id: latest}
 
 
 async def test_the_trail_is_written_in_batches_and_measured_at_the_end(
