@@ -58,6 +58,10 @@ def main() -> None:
         proxy_headers=True,
         # Each worker starts the driver-search sweeper on start-up.
         lifespan="on",
+        # On a stop, sockets are told to close and their work is waited for this long,
+        # then cancelled: without a bound, one task that never ends keeps the worker,
+        # and a deploy, waiting (seen once in the benchmark: docs/benchmarks.md).
+        timeout_graceful_shutdown=float(os.environ.get("GRACEFUL_SHUTDOWN_SECONDS") or 20),
         log_level=os.environ.get("UVICORN_LOG_LEVEL", "info"),
         log_config=log_config(),
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
