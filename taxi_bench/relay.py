@@ -66,7 +66,10 @@ async def serve_forever(host: str, port: int) -> None:
     async with serve(handle, host, port, compression=None, ping_interval=None, backlog=4096):
         stop = asyncio.get_running_loop().create_future()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
+            # A second signal (the supervisor's, after the terminal's) finds it stopping.
+            asyncio.get_running_loop().add_signal_handler(
+                signum, lambda: stop.done() or stop.set_result(None)
+            )
         print(f"relay serving on ws://{host}:{port}/", flush=True)
         await stop
 
