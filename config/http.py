@@ -1,7 +1,47 @@
-"""Django's HTTP side under ASGI, with one thread hop a request."""
+"""Django's HTTP side under ASGI: one thread hop a request, on a few kept threads."""
 
-from asgiref.sync import sync_to_async
+import asyncio
+import contextlib
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+
+
+class RequestThreads:
+    """The threads a process runs its HTTP requests' sync code on: at most `count`
+    requests at once, each on one thread for all its sync work, and the threads kept
+    from one request to the next.
+
+    Django otherwise starts a thread for every request (and one more to join it), and
+    runs every request at once: 32 requests in flight made 32 threads in turn for the
+    GIL, and about a fifth fewer requests a second (docs/benchmarks.md, finding 30).
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self._idle: list[ThreadPoolExecutor] = []
+        # One semaphore a loop: a server has one loop, tests make one each.
+        self._turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @contextlib.asynccontextmanager
+    async def borrowed(self):
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = asyncio.Semaphore(self.count)
+        async with turns:
+            thread = self._idle.pop() if self._idle else self._thread()
+            try:
+                yield thread
+            finally:
+                self._idle.append(thread)
+
+    @staticmethod
+    def _thread() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -11,11 +51,26 @@ class SyncChainASGIHandler(ASGIHandler):
     is not natively async (Django's own, WhiteNoise) hops from the event loop to a
     thread and back for each of its hooks: a dozen hops a request before the sync view
     hops once more (docs/benchmarks.md, finding 12). Every view here is sync, so the
-    chain is built sync and run in one call off the loop. It still runs in the
-    request's own thread, as Django's sync code expects (the request's database
-    connection is opened and closed on that thread).
+    chain is built sync and run in one call off the loop. It still runs on one thread
+    for the whole request, as Django's sync code expects (the request's database
+    connection is opened and closed on that thread): one of `RequestThreads`.
     """
+
+    def __init__(self):
+        super().__init__()
+        self.threads = RequestThreads(settings.REQUEST_THREADS)
 
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async=False)
         self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django serves HTTP here, not {scope['type']}.")
+        # The thread is the request's thread-sensitive context: its request_started
+        # receivers, middleware, view and response close all run there.
+        async with (
+            self.threads.borrowed() as thread,
+            ThreadSensitiveContext(executor=thread),
+        ):
+            await self.handle(scope, receive, send)

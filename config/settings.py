@@ -117,6 +117,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "timeout": 10,
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# HTTP requests a process runs at once, each on a thread of its own; more wait for a
+# turn. More threads than this only take turns at the GIL (docs/benchmarks.md).
+REQUEST_THREADS = env_int("REQUEST_THREADS", 4)
 
 # --- Redis: channel layer and cache --------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
