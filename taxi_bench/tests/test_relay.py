@@ -23,5 +23,8 @@ def test_the_relay_stops_cleanly_on_a_second_signal():
     finally:
         relay.kill()
 
-    assert relay.returncode == 0
+    # The second signal either finds it stopping (and exits 0) or, when the first one
+    # has already taken it past its event loop, ends it: what it must never do is fail
+    # while stopping.
+    assert relay.returncode in (0, -signal.SIGINT)
     assert errors == ""
