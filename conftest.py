@@ -8,6 +8,7 @@ PostgreSQL or Redis fails the run instead: CI must never pass by skipping.
 
 import os
 import secrets
+import sys
 
 import pytest
 from django.conf import settings
@@ -116,6 +117,17 @@ def _test_database_released_at_the_end(django_db_setup, django_db_blocker):
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _request_threads_closed_after_each_test():
+    """A test's requests through the ASGI application leave its database connections on
+    the application's kept request threads, where the next test's requests would find
+    them (and pytest-django refuse them): close them between tests."""
+    yield
+    asgi = sys.modules.get("config.asgi")
+    if asgi is not None:
+        asgi.django_http.threads.close()
 
 
 @pytest.fixture(autouse=True)

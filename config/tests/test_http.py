@@ -1,9 +1,11 @@
 import asyncio
 import threading
 
+import pytest
 from asgiref import sync
 from channels.testing import HttpCommunicator
 from django.core.signals import request_started
+from django.db import connections
 
 from config.asgi import application
 from config.http import RequestThreads
@@ -75,3 +77,26 @@ async def test_requests_beyond_the_threads_wait_for_one_to_be_given_back():
     await first.__aexit__(None, None, None)
 
     assert got == [two]
+
+
+def connected():
+    """The calling thread's own database connection, opened."""
+    connection = connections["default"]
+    connection.ensure_connection()
+    return connection
+
+
+# SQLite's in-memory test database is never closed, by design.
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+async def test_closing_the_threads_closes_their_database_connections_and_ends_them():
+    threads = RequestThreads(1)
+    async with threads.borrowed() as thread:
+        used = await asyncio.wrap_future(thread.submit(connected))
+    assert used.connection is not None
+
+    threads.close()
+
+    assert used.connection is None
+    with pytest.raises(RuntimeError):
+        thread.submit(connected)
