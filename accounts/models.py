@@ -46,6 +46,11 @@ class User(AbstractUser):
 
     @property
     def photo_url(self) -> str | None:
-        # Paths relative to the server, identical over REST and WebSocket, so that a
-        # client following events ends where a fresh REST fetch is.
-        return self.photo.url if self.photo else None
+        return photo_url(self.photo.name)
+
+
+def photo_url(name: str | None) -> str | None:
+    """Where the photo stored as `name` is served, if there is one: a path relative to
+    the server, identical over REST and WebSocket, so that a client following events
+    ends where a fresh REST fetch is."""
+    return User.photo.field.storage.url(name) if name else None

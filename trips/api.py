@@ -8,13 +8,14 @@ from rest_framework.response import Response
 
 from trips import errors, services
 from trips.models import Trip
-from trips.selectors import trips_visible_to
+from trips.selectors import listed_trips, trip_rows, trips_visible_to
 from trips.serializers import (
     TrailPointSerializer,
     TripAdvanceSerializer,
     TripListQuerySerializer,
     TripRequestSerializer,
     TripSerializer,
+    trip_representation,
 )
 
 
@@ -49,6 +50,12 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             if wanted := query.validated_data.get("status"):
                 trips = trips.filter(status=wanted)
         return trips.order_by("-created")
+
+    def list(self, request):
+        rows = trip_rows(self.get_queryset())
+        page = self.paginate_queryset(rows)
+        trips = [trip_representation(trip) for trip in listed_trips(rows if page is None else page)]
+        return Response(trips) if page is None else self.get_paginated_response(trips)
 
     @extend_schema(
         request=TripRequestSerializer,

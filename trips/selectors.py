@@ -1,6 +1,10 @@
+import uuid
+from datetime import datetime
+from typing import NamedTuple
+
 from django.db.models import Q, QuerySet
 
-from accounts.models import User
+from accounts.models import User, photo_url
 from config.composed_reads import ComposedRead
 from trips.models import Trip
 
@@ -53,3 +57,72 @@ def trips_requested_by(rider: User, request_id: str) -> list[Trip]:
     `request_id` made, if any (they may be one trip)."""
     # A blank request id stands for none: NULL equals no trip's request id.
     return _requests_of_rider(rider.id, *Trip.ACTIVE_STATUSES, request_id or None)
+
+
+class ListedParty(NamedTuple):
+    """A trip's rider or driver as a listed trip carries them: what is public of them."""
+
+    id: int
+    username: str
+    first_name: str
+    last_name: str
+    role: str
+    photo_url: str | None
+
+
+class ListedTrip(NamedTuple):
+    """A trip as a list reads it: only what its representation shows, from one row."""
+
+    id: uuid.UUID
+    created: datetime
+    updated: datetime
+    pick_up_address: str
+    drop_off_address: str
+    pick_up_lat: float | None
+    pick_up_lng: float | None
+    drop_off_lat: float | None
+    drop_off_lng: float | None
+    status: str
+    requested_at: datetime
+    accepted_at: datetime | None
+    picked_up_at: datetime | None
+    completed_at: datetime | None
+    canceled_at: datetime | None
+    cancel_reason: str
+    distance_m: float | None
+    rider: ListedParty
+    driver: ListedParty | None
+
+
+_TRIP_COLUMNS = ListedTrip._fields[:-2]
+# The photo's stored name, which `photo_url` turns into where it is served.
+_PARTY_COLUMNS = (*ListedParty._fields[:-1], "photo")
+
+
+def trip_rows(trips: QuerySet[Trip]) -> QuerySet:
+    """`trips` as rows of the columns a listed trip needs, its rider's and driver's
+    joined: a page of model instances cost three times the CPU (docs/benchmarks.md,
+    finding 32). `listed_trips` makes the rows into trips."""
+    return trips.values_list(
+        *_TRIP_COLUMNS,
+        *[f"rider__{column}" for column in _PARTY_COLUMNS],
+        *[f"driver__{column}" for column in _PARTY_COLUMNS],
+    )
+
+
+def listed_trips(rows) -> list[ListedTrip]:
+    trip_end = len(_TRIP_COLUMNS)
+    rider_end = trip_end + len(_PARTY_COLUMNS)
+    return [
+        ListedTrip(
+            *row[:trip_end], _listed_party(row[trip_end:rider_end]), _listed_party(row[rider_end:])
+        )
+        for row in rows
+    ]
+
+
+def _listed_party(values: tuple) -> ListedParty | None:
+    if values[0] is None:  # no driver: the outer join found no row
+        return None
+    *public, photo = values
+    return ListedParty(*public, photo_url(photo))

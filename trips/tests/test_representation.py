@@ -8,6 +8,8 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework import serializers
 
+from trips.models import Trip
+from trips.selectors import listed_trips, trip_rows
 from trips.serializers import TripSerializer, trip_representation
 
 pytestmark = pytest.mark.django_db
@@ -52,3 +54,29 @@ def test_a_finished_trip_with_everything_set(rider, driver, make_trip):
     assert represented == by_drf_fields(trip)
     assert represented["driver"]["photo"].startswith("/media/photos/")
     assert represented["completed_at"].endswith("Z")
+
+
+def listed(trip) -> dict:
+    (row,) = listed_trips(trip_rows(Trip.objects.filter(id=trip.id)))
+    return trip_representation(row)
+
+
+def test_a_listed_trip_is_represented_as_the_trip_itself(rider, driver, make_trip):
+    driver.photo.save("face.png", photo())
+    request = make_trip(rider)
+    finished = make_trip(
+        rider,
+        driver=driver,
+        status="COMPLETED",
+        pick_up_lat=52.37,
+        pick_up_lng=4.89,
+        completed_at=timezone.now(),
+        distance_m=1234.5,
+        cancel_reason="",
+    )
+
+    for trip in (request, finished):
+        trip.refresh_from_db()
+        assert listed(trip) == trip_representation(trip)
+    assert listed(finished)["driver"]["photo"].startswith("/media/photos/")
+    assert listed(request)["driver"] is None
