@@ -101,8 +101,8 @@ _PARTY_COLUMNS = (*ListedParty._fields[:-1], "photo")
 
 def trip_rows(trips: QuerySet[Trip]) -> QuerySet:
     """`trips` as rows of the columns a listed trip needs, its rider's and driver's
-    joined: a page of model instances cost three times the CPU (docs/benchmarks.md,
-    finding 32). `listed_trips` makes the rows into trips."""
+    joined: a page of model instances, every column decoded, took two fifths more CPU
+    (docs/benchmarks.md, finding 32). `listed_trips` makes the rows into trips."""
     return trips.values_list(
         *_TRIP_COLUMNS,
         *[f"rider__{column}" for column in _PARTY_COLUMNS],
