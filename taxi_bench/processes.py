@@ -60,19 +60,21 @@ class Sample:
     processes: int
     rss_bytes: int
     cpu_seconds: float
+    # Each process's own, to tell two busy workers from one doing all the work.
+    cpu_seconds_by_pid: dict[int, float] = field(default_factory=dict)
 
 
 def sample(pids: list[int]) -> Sample:
     """The processes' summed resident memory and CPU time used so far."""
-    rss, cpu, alive = 0, 0.0, 0
+    rss, cpu_by_pid = 0, {}
     for pid in process_tree(pids):
         try:
-            rss += _rss_bytes(pid)
-            cpu += _cpu_seconds(pid)
+            process_rss = _rss_bytes(pid)
+            cpu_by_pid[pid] = _cpu_seconds(pid)
         except (OSError, ValueError, IndexError):
             continue  # it exited between listing and reading
-        alive += 1
-    return Sample(time.monotonic(), alive, rss, cpu)
+        rss += process_rss
+    return Sample(time.monotonic(), len(cpu_by_pid), rss, sum(cpu_by_pid.values()), cpu_by_pid)
 
 
 @dataclass
@@ -122,20 +124,28 @@ class ProcessWatch:
         return list(itertools.pairwise(names))
 
     def report(self) -> dict:
-        """Memory at each checkpoint and CPU in each phase between two of them, in
-        percent of one core (200 is two cores busy)."""
+        """Memory at each checkpoint, and CPU in each phase between two of them in
+        percent of one core (200 is two cores busy): all the processes', and the
+        busiest single process's."""
         if not self.marks:
             return {}
-        cpu = {}
+        cpu, busiest = {}, {}
         for first, last in self.phases():
             a, b = self.marks[first], self.marks[last]
             if b.at > a.at:
-                busy = (b.cpu_seconds - a.cpu_seconds) / (b.at - a.at)
-                cpu[f"{first}..{last}"] = round(100 * busy, 1)
+                seconds = b.at - a.at
+                phase = f"{first}..{last}"
+                cpu[phase] = round(100 * (b.cpu_seconds - a.cpu_seconds) / seconds, 1)
+                used = [
+                    spent - a.cpu_seconds_by_pid.get(pid, 0.0)
+                    for pid, spent in b.cpu_seconds_by_pid.items()
+                ]
+                busiest[phase] = round(100 * max(used, default=0.0) / seconds, 1)
         return {
             "pids": self.pids,
             "processes": max(sample.processes for sample in self.marks.values()),
             "rss_bytes": {name: sample.rss_bytes for name, sample in self.marks.items()},
             "peak_rss_bytes": self.peak_rss_bytes,
             "cpu_percent": cpu,
+            "busiest_process_cpu_percent": busiest,
         }

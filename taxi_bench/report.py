@@ -63,6 +63,9 @@ def render(outcome: Outcome, figures: dict) -> str:
         )
         cpu = "  ".join(f"{k} {v:.0f}%" for k, v in server["cpu_percent"].items())
         lines.append(f"  {'server CPU (% of a core)':<34} {cpu}")
+        busiest = server.get("busiest_process_cpu_percent", {})
+        cpu = "  ".join(f"{k} {v:.0f}%" for k, v in busiest.items())
+        lines.append(f"  {'  of it, the busiest process':<34} {cpu}")
     if server.get("generator_cpu_percent"):
         cpu = "  ".join(f"{k} {v:.0f}%" for k, v in server["generator_cpu_percent"].items())
         lines.append(f"  {'generator CPU (% of a core)':<34} {cpu}")

@@ -115,7 +115,11 @@ def results_table(results: list[Result]) -> list[str]:
         series = _main_series(result)
         latency = _latency(outcome, series) if series else _all_series(outcome)
         server = outcome["server"]
-        busiest = max(server.get("cpu_percent", {}).values(), default=None)
+        phases = server.get("cpu_percent", {})
+        phase = max(phases, key=phases.get, default=None)
+        busiest = phases.get(phase)
+        # The busiest process in that phase: near the whole, one worker did the work.
+        alone = server.get("busiest_process_cpu_percent", {}).get(phase)
         generator = max(server.get("generator_cpu_percent", {}).values(), default=None)
         rss = server.get("peak_rss_bytes")
         lines.append(
@@ -123,7 +127,8 @@ def results_table(results: list[Result]) -> list[str]:
             f"{_ms(latency['p50_ms'])} / {_ms(latency['p95_ms'])} / {_ms(latency['p99_ms'])} "
             f"({series or 'all events'}) | {outcome['tally']['lost']:,} | "
             f"{outcome['tally']['duplicates']:,} | "
-            f"{'-' if busiest is None else f'{busiest:.0f} %'} | "
+            f"{'-' if busiest is None else f'{busiest:.0f} %'}"
+            f"{'' if alone is None else f' ({alone:.0f} % one process)'} | "
             f"{'-' if rss is None else f'{rss / MB:,.0f} MB'} | "
             f"{'-' if generator is None else f'{generator:.0f} %'} |"
         )
@@ -305,8 +310,9 @@ def render_results(
         "### Results",
         "",
         "Latency is from the scheduled send time (open loop) to the receiving client. "
-        "CPU is in percent of one core (200 % is both cores), the busiest phase of the run; "
-        "RSS is the peak of all server processes together.",
+        "CPU is in percent of one core (200 % is both cores), the busiest phase of the run, "
+        "with the busiest single process's share of it (one worker near the whole: the "
+        "load was not spread); RSS is the peak of all server processes together.",
         "",
         *results_table(results),
         "",

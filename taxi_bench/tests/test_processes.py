@@ -38,3 +38,66 @@ def test_without_process_ids_only_the_times_are_noted():
     watch.mark("ready")
     assert "ready" in watch.times
     assert watch.report() == {}
+
+
+# Burns `seconds` of its own CPU time, says so, then waits to be told to exit: a
+# process still alive when the watch reads it.
+BURNER = """
+import sys, time
+until = time.process_time() + float(sys.argv[1])
+while time.process_time() < until:
+    pass
+print("burnt", flush=True)
+sys.stdin.read()
+"""
+
+
+def burn_in_a_child(seconds: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", BURNER, str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def burn_here(seconds: float) -> None:
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
+def share_of_the_busiest(report: dict) -> float:
+    return (
+        report["busiest_process_cpu_percent"]["before..after"]
+        / (report["cpu_percent"]["before..after"])
+    )
+
+
+def test_the_busiest_process_is_told_from_the_whole():
+    watch = ProcessWatch([os.getpid()])
+    watch.mark("before")
+    child = burn_in_a_child(0.3)
+    try:
+        assert child.stdout.readline() == "burnt\n"
+        watch.mark("after")
+    finally:
+        child.stdin.close()
+        child.wait()
+    alone = watch.report()
+
+    watch = ProcessWatch([os.getpid()])
+    watch.mark("before")
+    child = burn_in_a_child(0.3)
+    try:
+        burn_here(0.3)
+        assert child.stdout.readline() == "burnt\n"
+        watch.mark("after")
+    finally:
+        child.stdin.close()
+        child.wait()
+    shared = watch.report()
+
+    # The child did (nearly) all the work; then the two did half each.
+    assert share_of_the_busiest(alone) > 0.8
+    assert share_of_the_busiest(shared) < 0.75

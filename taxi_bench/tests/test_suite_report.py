@@ -40,3 +40,24 @@ def test_commands_on_the_page_name_no_folder_of_the_machine():
 
     assert text == "python -m taxi_bench rest --json bench-results/rest.json"
     assert str(REPOSITORY) not in text
+
+
+def test_the_server_cpu_column_shows_the_busiest_process_of_the_busiest_phase():
+    from taxi_bench.suite.plan import Run
+    from taxi_bench.suite.report import Result, results_table
+
+    outcome = {
+        "figures": {"throughput /s": 150.0},
+        "latency": {"trip-list": [10.0, 20.0, 30.0]},
+        "tally": {"lost": 0, "duplicates": 0},
+        "server": {
+            "cpu_percent": {"ready..measured": 97.0, "measured..done": 12.0},
+            "busiest_process_cpu_percent": {"ready..measured": 95.0, "measured..done": 6.0},
+            "peak_rss_bytes": 250 * 1024 * 1024,
+        },
+    }
+    run = Run("REST trip list", "rest", ("--endpoint", "trip-list"))
+
+    (row,) = results_table([Result(run, [], outcome=outcome)])[2:]
+
+    assert "| 97 % (95 % one process) |" in row
