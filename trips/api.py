@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from trips import errors, services
 from trips.models import Trip
-from trips.selectors import listed_trips, trip_rows, trips_visible_to
+from trips.selectors import TripRows, trips_visible_to
 from trips.serializers import (
     TrailPointSerializer,
     TripAdvanceSerializer,
@@ -52,10 +52,10 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return trips.order_by("-created")
 
     def list(self, request):
-        rows = trip_rows(self.get_queryset())
-        page = self.paginate_queryset(rows)
-        trips = [trip_representation(trip) for trip in listed_trips(rows if page is None else page)]
-        return Response(trips) if page is None else self.get_paginated_response(trips)
+        trips = TripRows(self.get_queryset())
+        page = self.paginate_queryset(trips)
+        listed = [trip_representation(trip) for trip in (trips if page is None else page)]
+        return Response(listed) if page is None else self.get_paginated_response(listed)
 
     @extend_schema(
         request=TripRequestSerializer,

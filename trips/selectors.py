@@ -99,18 +99,33 @@ _TRIP_COLUMNS = ListedTrip._fields[:-2]
 _PARTY_COLUMNS = (*ListedParty._fields[:-1], "photo")
 
 
-def trip_rows(trips: QuerySet[Trip]) -> QuerySet:
-    """`trips` as rows of the columns a listed trip needs, its rider's and driver's
-    joined: a page of model instances, every column decoded, took two fifths more CPU
-    (docs/benchmarks.md, finding 32). `listed_trips` makes the rows into trips."""
-    return trips.values_list(
-        *_TRIP_COLUMNS,
-        *[f"rider__{column}" for column in _PARTY_COLUMNS],
-        *[f"driver__{column}" for column in _PARTY_COLUMNS],
-    )
+class TripRows:
+    """`trips` read as rows of only the columns a listed trip shows, its rider's and
+    driver's joined, each made a `ListedTrip`: a page of model instances, every column
+    decoded, took two fifths more CPU (docs/benchmarks.md, finding 32). A paginator
+    counts it (without the joins, which the count does not need) and slices it."""
+
+    def __init__(self, trips: QuerySet[Trip]):
+        self.trips = trips
+
+    def count(self) -> int:
+        return self.trips.count()
+
+    def __getitem__(self, page: slice) -> list[ListedTrip]:
+        return _listed(self._rows()[page])
+
+    def __iter__(self):
+        return iter(_listed(self._rows()))
+
+    def _rows(self) -> QuerySet:
+        return self.trips.values_list(
+            *_TRIP_COLUMNS,
+            *[f"rider__{column}" for column in _PARTY_COLUMNS],
+            *[f"driver__{column}" for column in _PARTY_COLUMNS],
+        )
 
 
-def listed_trips(rows) -> list[ListedTrip]:
+def _listed(rows) -> list[ListedTrip]:
     trip_end = len(_TRIP_COLUMNS)
     rider_end = trip_end + len(_PARTY_COLUMNS)
     return [

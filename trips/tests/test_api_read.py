@@ -93,6 +93,22 @@ class TestTripList:
         assert len(body["results"]) == 2
         assert body["next"]
 
+    def test_a_page_is_counted_without_joining_the_parties(
+        self, client_for, rider, driver, make_trip, django_assert_num_queries
+    ):
+        for _ in range(3):
+            make_trip(rider, status=Trip.Status.COMPLETED, driver=driver)
+        client = client_for(rider)
+
+        # Authenticating the user, counting the trips, then the page's rows.
+        with django_assert_num_queries(3) as queries:
+            body = client.get("/api/trip/?limit=2").json()
+
+        count = next(query["sql"] for query in queries if "COUNT(" in query["sql"])
+        assert "JOIN" not in count
+        assert body["count"] == 3
+        assert [trip["driver"]["id"] for trip in body["results"]] == [driver.id, driver.id]
+
     def test_no_query_per_row(
         self, client_for, rider, make_user, make_trip, django_assert_num_queries
     ):

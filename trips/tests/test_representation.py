@@ -9,7 +9,7 @@ from PIL import Image
 from rest_framework import serializers
 
 from trips.models import Trip
-from trips.selectors import listed_trips, trip_rows
+from trips.selectors import TripRows
 from trips.serializers import TripSerializer, trip_representation
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +57,7 @@ def test_a_finished_trip_with_everything_set(rider, driver, make_trip):
 
 
 def listed(trip) -> dict:
-    (row,) = listed_trips(trip_rows(Trip.objects.filter(id=trip.id)))
+    (row,) = TripRows(Trip.objects.filter(id=trip.id))
     return trip_representation(row)
 
 
