@@ -38,6 +38,8 @@ class RequestThreads:
             try:
                 yield thread
             finally:
+                # A request cancelled (its client gone) while its view still runs gives
+                # the thread back busy: the next request on it waits behind that work.
                 self._idle.append(thread)
 
     def close(self) -> None:

@@ -74,29 +74,26 @@ def share_of_the_busiest(report: dict) -> float:
     )
 
 
-def test_the_busiest_process_is_told_from_the_whole():
+def watched_while_a_child_burns(seconds: float, *, burning_here_too: bool) -> dict:
+    """The watch's report of this process and a child burning `seconds` of CPU, with
+    this process burning as much beside it or only waiting for it."""
     watch = ProcessWatch([os.getpid()])
     watch.mark("before")
-    child = burn_in_a_child(0.3)
+    child = burn_in_a_child(seconds)
     try:
+        if burning_here_too:
+            burn_here(seconds)
         assert child.stdout.readline() == "burnt\n"
         watch.mark("after")
     finally:
         child.stdin.close()
         child.wait()
-    alone = watch.report()
+    return watch.report()
 
-    watch = ProcessWatch([os.getpid()])
-    watch.mark("before")
-    child = burn_in_a_child(0.3)
-    try:
-        burn_here(0.3)
-        assert child.stdout.readline() == "burnt\n"
-        watch.mark("after")
-    finally:
-        child.stdin.close()
-        child.wait()
-    shared = watch.report()
+
+def test_the_busiest_process_is_told_from_the_whole():
+    alone = watched_while_a_child_burns(0.3, burning_here_too=False)
+    shared = watched_while_a_child_burns(0.3, burning_here_too=True)
 
     # The child did (nearly) all the work; then the two did half each.
     assert share_of_the_busiest(alone) > 0.8

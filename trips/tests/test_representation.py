@@ -72,7 +72,6 @@ def test_a_listed_trip_is_represented_as_the_trip_itself(rider, driver, make_tri
         pick_up_lng=4.89,
         completed_at=timezone.now(),
         distance_m=1234.5,
-        cancel_reason="",
     )
 
     for trip in (request, finished):
