@@ -1,11 +1,18 @@
 """The trail of a trip: where its driver was while it was active."""
 
+import functools
 import itertools
+import json
 from datetime import UTC, datetime
+
+from django.db import connection
 
 from dispatch.geo import distance_m
 from dispatch.positions import AcceptedPosition
 from trips.models import TrailPoint
+
+# A point's columns, in the order each point's row is sent in.
+_POINT_FIELDS = ("lat", "lng", "heading", "speed", "accuracy", "measured_at")
 
 
 def trail_distance_m(trip_id) -> float:
@@ -15,7 +22,21 @@ def trail_distance_m(trip_id) -> float:
 
 
 def trip_trail_record(*, trip_id, positions: list[AcceptedPosition]) -> None:
-    """Add the driver's positions to the trip's trail, in one insert."""
+    """Add the driver's positions to the trip's trail, in one insert.
+
+    Every driver on a trip writes a batch of points every few tens of seconds; with
+    thousands of them that was a fifth of a server process's CPU through the ORM (a
+    model instance and seven adapted values a point). On PostgreSQL the batch goes as
+    one JSON document that the database takes apart (docs/benchmarks.md, finding 33);
+    other databases, the embedded default among them, take it through the ORM.
+    """
+    if connection.vendor == "postgresql":
+        _trail_insert_from_json(trip_id, positions)
+    else:
+        _trail_insert_by_orm(trip_id, positions)
+
+
+def _trail_insert_by_orm(trip_id, positions: list[AcceptedPosition]) -> None:
     TrailPoint.objects.bulk_create(
         TrailPoint(
             trip_id=trip_id,
@@ -24,7 +45,45 @@ def trip_trail_record(*, trip_id, positions: list[AcceptedPosition]) -> None:
             heading=position.heading,
             speed=position.speed,
             accuracy=position.accuracy,
-            measured_at=datetime.fromtimestamp(position.measured_at, UTC),
+            measured_at=_measured_at(position),
         )
         for position in positions
     )
+
+
+def _trail_insert_from_json(trip_id, positions: list[AcceptedPosition]) -> None:
+    rows = json.dumps(
+        [
+            [p.lat, p.lng, p.heading, p.speed, p.accuracy, _measured_at(p).isoformat()]
+            for p in positions
+        ],
+        # Positions are checked finite when they arrive; were one not, the write fails
+        # rather than send PostgreSQL what JSON cannot hold.
+        allow_nan=False,
+    )
+    trip = TrailPoint._meta.get_field("trip")
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_from_json(), [trip.get_db_prep_value(trip_id, connection), rows])
+
+
+@functools.cache
+def _insert_from_json() -> str:
+    """The INSERT of a batch, its columns and types taken from the model: the trip's id,
+    then one row a point from a JSON array of arrays in `_POINT_FIELDS` order."""
+    quote = connection.ops.quote_name
+    trip = TrailPoint._meta.get_field("trip")
+    fields = [TrailPoint._meta.get_field(name) for name in _POINT_FIELDS]
+    columns = ", ".join(quote(field.column) for field in (trip, *fields))
+    values = ", ".join(
+        f"CAST(point ->> {index} AS {field.db_type(connection)})"
+        for index, field in enumerate(fields)
+    )
+    return (
+        f"INSERT INTO {quote(TrailPoint._meta.db_table)} ({columns}) "
+        f"SELECT CAST(%s AS {trip.db_type(connection)}), {values} "
+        "FROM json_array_elements(CAST(%s AS json)) AS point"
+    )
+
+
+def _measured_at(position: AcceptedPosition) -> datetime:
+    return datetime.fromtimestamp(position.measured_at, UTC)

@@ -1,0 +1,60 @@
+"""The trail's write: one statement a batch, the same rows whichever way it is written."""
+
+import dataclasses
+
+import pytest
+
+from dispatch.positions import AcceptedPosition
+from trips import trail
+from trips.models import TrailPoint
+
+FIELDS = ("lat", "lng", "heading", "speed", "accuracy", "measured_at")
+
+
+def batch() -> list[AcceptedPosition]:
+    """Points with every optional field both present and missing, and measured times
+    that need all six digits of their microseconds."""
+    return [
+        AcceptedPosition(
+            lat=51.5007 + step / 7_000,
+            lng=-0.1246 - step / 9_000,
+            heading=None if step % 2 else 0.1 * step,
+            speed=None if step % 3 == 0 else 13.000000000000002,
+            accuracy=None if step == 1 else 4.25,
+            measured_at=1_795_000_000.123457 + step * 1.000001,
+            received_at=1_795_000_000.5 + step,
+            next_slot_at=0.0,
+        )
+        for step in range(5)
+    ]
+
+
+def written(trip) -> list[tuple]:
+    return list(TrailPoint.objects.filter(trip=trip).order_by("id").values_list(*FIELDS))
+
+
+@pytest.mark.postgres
+def test_postgresql_writes_the_rows_the_orm_would(
+    rider, driver, make_trip, django_assert_num_queries
+):
+    by_orm = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    from_json = make_trip(rider, status="COMPLETED", driver=driver)
+    trail._trail_insert_by_orm(by_orm.id, batch())
+
+    with django_assert_num_queries(1):
+        trail.trip_trail_record(trip_id=from_json.id, positions=batch())
+
+    assert written(from_json) == written(by_orm)
+    assert len(written(from_json)) == 5
+
+
+@pytest.mark.postgres
+def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(rider, driver, make_trip):
+    trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    points = batch()
+    points[3] = dataclasses.replace(points[3], lat=float("nan"))
+
+    with pytest.raises(ValueError):
+        trail.trip_trail_record(trip_id=trip.id, positions=points)
+
+    assert written(trip) == []
