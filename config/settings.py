@@ -293,6 +293,7 @@ DISPATCH_SWEEP_SECONDS = env_float("DISPATCH_SWEEP_SECONDS", 0.5)
 # position a second, half a minute of trail a write. Writing is a tenth of a tracked
 # position's cost at 10 a batch (docs/benchmarks.md); a crashed process loses at most a
 # batch of the trail's history, never a live position.
+# A socket's first batch is shorter by a random head start (trips.trail).
 TRAIL_BATCH_SIZE = env_int("TRAIL_BATCH_SIZE", 30)
 # A driver's socket keeps a trip's last known position (for a reconnecting rider's
 # snapshot) at most once in this many seconds, and its latest when the trip ends or the

@@ -44,7 +44,7 @@ from realtime.protocols import (
 from trips.events import Origin, TripEvent, trip_payload
 from trips.models import Trip
 from trips.selectors import trips_active_for
-from trips.trail import trip_trail_record
+from trips.trail import trail_head_start, trip_trail_record
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class TripConsumer(AsyncWebsocketConsumer):
         self.offers_heard: dict[str, None] = {}
         self.last_position: AcceptedPosition | None = None
         self.trail: list[AcceptedPosition] = []
+        self.trail_head_start = trail_head_start()
         # The latest position shared with the rider but not yet kept as the trip's last
         # known one, and when the next may be kept (see LAST_POSITION_KEEP_SECONDS).
         self.unkept: dict | None = None
@@ -237,7 +238,7 @@ class TripConsumer(AsyncWebsocketConsumer):
                 self.keep_after = position.received_at + settings.LAST_POSITION_KEEP_SECONDS
             self.unkept = None if keep else payload
             self.trail.append(position)
-            if len(self.trail) >= settings.TRAIL_BATCH_SIZE:
+            if len(self.trail) + self.trail_head_start >= settings.TRAIL_BATCH_SIZE:
                 await self._positions_flush()
         elif self.online:
             await location_index().driver_position_set(
@@ -251,7 +252,7 @@ class TripConsumer(AsyncWebsocketConsumer):
             payload, self.unkept = self.unkept, None
             await last_positions().position_keep(self.driving, payload)
         if self.trail:
-            positions, self.trail = self.trail, []
+            positions, self.trail, self.trail_head_start = self.trail, [], 0
             await db(trip_trail_record)(trip_id=self.driving, positions=positions)
 
     # --- From the channel layer -------------------------------------------------------------

@@ -3,8 +3,10 @@
 import functools
 import itertools
 import json
+import random
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import connection
 
 from dispatch.geo import distance_m
@@ -19,6 +21,14 @@ def trail_distance_m(trip_id) -> float:
     """The length of the trip's trail, point to point along the great circle."""
     points = list(TrailPoint.objects.filter(trip_id=trip_id).values_list("lat", "lng"))
     return sum(distance_m(*a, *b) for a, b in itertools.pairwise(points))
+
+
+def trail_head_start() -> int:
+    """Points a socket's first trail batch counts as holding already: a random number
+    short of a whole batch. Sockets that open together, as a restarted process's
+    drivers do, would otherwise write their trails in the same second, every batch,
+    for as long as they stay connected."""
+    return random.randrange(settings.TRAIL_BATCH_SIZE)
 
 
 def trip_trail_record(*, trip_id, positions: list[AcceptedPosition]) -> None:

@@ -351,6 +351,26 @@ async def test_the_trail_is_written_in_batches_and_measured_at_the_end(
     assert all(point["measured_at"] for point in trail)
 
 
+async def test_a_sockets_first_batch_is_shortened_by_its_head_start(
+    tracking_settings, trail_head_start, clock, open_socket, rider, driver, make_trip
+):
+    trail_head_start["points"] = 2  # of a batch of 3
+    trip = await sync_to_async(make_trip)(rider, status="STARTED", driver=driver)
+    rider_socket = await open_socket(rider, native=True)
+    driver_socket = await open_socket(driver, native=True)
+    path = [(START[0] + step * 0.001, START[1]) for step in range(4)]
+
+    written_after_each = []
+    for lat, lng in path:
+        clock.shift(5)
+        await send_position(driver_socket, position(lat, lng))
+        await rider_socket.receive()
+        await handled(driver_socket)
+        written_after_each.append(len(await trail_rows(trip.id)))
+
+    assert written_after_each == [1, 1, 1, 4]  # the first point alone, then a whole batch
+
+
 async def test_positions_over_rest_reach_the_rider(
     tracking_settings, on_a_trip, client_for, driver
 ):

@@ -58,3 +58,12 @@ def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(rider, dri
         trail.trip_trail_record(trip_id=trip.id, positions=points)
 
     assert written(trip) == []
+
+
+def test_a_head_start_is_short_of_a_whole_batch_and_differs_between_sockets(settings):
+    settings.TRAIL_BATCH_SIZE = 30
+
+    head_starts = [trail.trail_head_start() for _ in range(200)]
+
+    assert all(0 <= points < 30 for points in head_starts)
+    assert len(set(head_starts)) > 10
