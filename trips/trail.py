@@ -28,7 +28,8 @@ def trail_head_start() -> int:
     short of a whole batch. Sockets that open together, as a restarted process's
     drivers do, would otherwise write their trails in the same second, every batch,
     for as long as they stay connected."""
-    return random.randrange(settings.TRAIL_BATCH_SIZE)
+    # A batch size below 1 writes each point as it comes: nothing to start ahead of.
+    return random.randrange(max(settings.TRAIL_BATCH_SIZE, 1))
 
 
 def trip_trail_record(*, trip_id, positions: list[AcceptedPosition]) -> None:

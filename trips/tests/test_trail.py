@@ -67,3 +67,9 @@ def test_a_head_start_is_short_of_a_whole_batch_and_differs_between_sockets(sett
 
     assert all(0 <= points < 30 for points in head_starts)
     assert len(set(head_starts)) > 10
+
+
+def test_without_batches_there_is_no_head_start(settings):
+    settings.TRAIL_BATCH_SIZE = 0  # each point written as it comes
+
+    assert trail.trail_head_start() == 0
