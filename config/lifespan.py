@@ -44,7 +44,7 @@ def garbage_collector_tuned() -> None:
     The middle generation is collected at every fifth young collection: it then holds
     what survived five of them, not twenty, and its pauses, the longest of a busy
     process, are shorter: at 4 000 tracked drivers the longest 85-131 ms against
-    116-164, in dispatch 24-28 ms against 50-71 (docs/benchmarks.md, finding 36). A full
+    116-164, in dispatch 24-41 ms against 50-74 (docs/benchmarks.md, finding 36). A full
     collection still waits for as many young ones as before (5 x 400 = 20 x 100).
     """
     gc.collect()
