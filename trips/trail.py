@@ -35,11 +35,11 @@ def trail_head_start() -> int:
 def trip_trail_record(*, trip_id, positions: list[AcceptedPosition]) -> None:
     """Add the driver's positions to the trip's trail, in one insert.
 
-    Every driver on a trip writes a batch of points every few tens of seconds; with
-    thousands of them that was a fifth of a server process's CPU through the ORM (a
-    model instance and seven adapted values a point). On PostgreSQL the batch goes as
-    one JSON document that the database takes apart (docs/benchmarks.md, finding 33);
-    other databases, the embedded default among them, take it through the ORM.
+    Every driver on a trip writes a batch of points every few tens of seconds, and a
+    busy server has thousands of them. Through the ORM a batch cost four times the CPU
+    (a model instance and seven adapted values a point) that it costs on PostgreSQL as
+    one JSON document the database takes apart (docs/benchmarks.md, finding 33); other
+    databases, the embedded default among them, take it through the ORM.
     """
     if connection.vendor == "postgresql":
         _trail_insert_from_json(trip_id, positions)
