@@ -73,31 +73,54 @@ class ComposedRead(Generic[M]):
         tables = [_Table(None, self.model, self.alias)] + [
             _Table(field, field.related_model, as_) for field, as_ in self.related
         ]
-        columns, converters = [], []
-        for table in tables:
-            for field in table.model._meta.concrete_fields:
-                column = Col(table.alias, field)
-                found = connection.ops.get_db_converters(column) + column.get_db_converters(
-                    connection
-                )
-                if found:
-                    converters.append((len(columns), column, found))
-                columns.append(f"{table.alias}.{quote(field.column)}")
-        joins = [
-            f"{'LEFT ' if field.null else ''}JOIN {quote(field.related_model._meta.db_table)} "
-            f"AS {as_} ON {as_}.{quote(field.target_field.column)} = "
-            f"{self.alias}.{quote(field.column)}"
-            for field, as_ in self.related
+        columns = [
+            Col(table.alias, field)
+            for table in tables
+            for field in table.model._meta.concrete_fields
         ]
         sql = " ".join(
             [
-                f"SELECT {', '.join(columns)}",
+                f"SELECT {', '.join(column_sql(column) for column in columns)}",
                 f"FROM {quote(self.model._meta.db_table)} AS {self.alias}",
-                *joins,
+                *[join(self.alias, field, as_) for field, as_ in self.related],
                 f"WHERE {self.where}",
             ]
         )
-        return _Composed(sql, converters, tables)
+        return _Composed(sql, converters_of(columns), tables)
+
+
+def column_sql(column: Col) -> str:
+    return f"{column.alias}.{connection.ops.quote_name(column.target.column)}"
+
+
+def join(alias: str, field: Field, as_: str) -> str:
+    """The join from the table `alias` through its foreign key `field` to the row it
+    points to, as `as_`: an outer join where the key may be null."""
+    quote = connection.ops.quote_name
+    return (
+        f"{'LEFT ' if field.null else ''}JOIN {quote(field.related_model._meta.db_table)} "
+        f"AS {as_} ON {as_}.{quote(field.target_field.column)} = {alias}.{quote(field.column)}"
+    )
+
+
+def converters_of(columns: Sequence[Col]) -> list[tuple[int, Col, list]]:
+    """The position, column and converters of each of `columns` that the backend or
+    its field converts on reading, as the ORM would apply them."""
+    found = []
+    for index, column in enumerate(columns):
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            found.append((index, column, functions))
+    return found
+
+
+def converted(row: Sequence, converters: list[tuple[int, Col, list]]) -> list:
+    """`row`'s values as the ORM would read them."""
+    values = list(row)
+    for index, column, functions in converters:
+        for convert in functions:
+            values[index] = convert(values[index], column, connection)
+    return values
 
 
 class _Table:
@@ -129,10 +152,7 @@ class _Composed:
         self.tables = tables
 
     def instance(self, row) -> Model:
-        values = list(row)
-        for index, column, functions in self.converters:
-            for convert in functions:
-                values[index] = convert(values[index], column, connection)
+        values = converted(row, self.converters)
         main, *related = self.tables
         instance = main.instance(values[: main.width])
         start = main.width

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from trips import errors, services
 from trips.models import Trip
-from trips.selectors import TripRows, trips_visible_to
+from trips.selectors import VisibleTrips, trips_visible_to
 from trips.serializers import (
     TrailPointSerializer,
     TripAdvanceSerializer,
@@ -43,16 +43,12 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
-        trips = trips_visible_to(self.request.user)
-        if self.action == "list":
-            query = TripListQuerySerializer(data=self.request.query_params)
-            query.is_valid(raise_exception=True)
-            if wanted := query.validated_data.get("status"):
-                trips = trips.filter(status=wanted)
-        return trips.order_by("-created")
+        return trips_visible_to(self.request.user)
 
     def list(self, request):
-        trips = TripRows(self.get_queryset())
+        query = TripListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        trips = VisibleTrips(request.user, query.validated_data.get("status"))
         page = self.paginate_queryset(trips)
         listed = [trip_representation(trip) for trip in (trips if page is None else page)]
         return Response(listed) if page is None else self.get_paginated_response(listed)

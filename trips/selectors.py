@@ -1,11 +1,14 @@
+import functools
 import uuid
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Field, Q, QuerySet
+from django.db.models.expressions import Col
 
 from accounts.models import User, photo_url
-from config.composed_reads import ComposedRead
+from config.composed_reads import ComposedRead, column_sql, converted, converters_of, join
 from trips.models import Trip
 
 _status = Trip._meta.get_field("status")
@@ -97,46 +100,114 @@ class ListedTrip(NamedTuple):
 _TRIP_COLUMNS = ListedTrip._fields[:-2]
 # The photo's stored name, which `photo_url` turns into where it is served.
 _PARTY_COLUMNS = (*ListedParty._fields[:-1], "photo")
+_LISTED_COLUMNS = [
+    *[Col("t", Trip._meta.get_field(name)) for name in _TRIP_COLUMNS],
+    *[Col(as_, User._meta.get_field(name)) for as_ in ("r", "d") for name in _PARTY_COLUMNS],
+]
 
 
-class TripRows:
-    """`trips` read as rows of only the columns a listed trip shows, its rider's and
-    driver's joined, each made a `ListedTrip`: a page of model instances, every column
-    decoded, took two fifths more CPU (docs/benchmarks.md, finding 32). A paginator
-    counts it (without the joins, which the count does not need) and slices it."""
+def _visible_to(user: User) -> tuple[str, list[tuple[Field, object]]] | None:
+    """What `user` sees, as `trips_visible_to` says it: the condition, and its values
+    with the fields that ready them for the database."""
+    if user.is_rider:
+        return "t.rider_id = %s", [(_user_id, user.id)]
+    if user.is_driver:
+        return "(t.status = %s OR t.driver_id = %s)", [
+            (_status, Trip.Status.REQUESTED),
+            (_user_id, user.id),
+        ]
+    return None
 
-    def __init__(self, trips: QuerySet[Trip]):
-        self.trips = trips
+
+class VisibleTrips:
+    """The trips `user` sees (as `trips_visible_to`), only those in `status` if one is
+    given, newest first, each read as a `ListedTrip`: one row of only the columns a
+    listed trip shows, its rider's and driver's joined. A paginator counts them and
+    slices them.
+
+    Their SQL is composed once for each form the list takes: a page of model instances
+    took two fifths more CPU than rows (docs/benchmarks.md, finding 32), and the ORM's
+    compiling of the rows' query and the count's was most of what was left (finding 37).
+    """
+
+    def __init__(self, user: User, status: str | None = None):
+        self._statements, self._params = None, []
+        visible = _visible_to(user)
+        if visible is not None:
+            where, values = visible
+            if status:
+                where, values = f"{where} AND t.status = %s", [*values, (_status, status)]
+            self._statements = _composed_list(connection.vendor, where)
+            self._params = [field.get_db_prep_value(value, connection) for field, value in values]
 
     def count(self) -> int:
-        return self.trips.count()
+        if self._statements is None:
+            return 0
+        return self._fetch(self._statements.count)[0][0]
 
     def __getitem__(self, page: slice) -> list[ListedTrip]:
-        return _listed(self._rows()[page])
+        """A paginator's page: `[offset:offset + limit]`."""
+        start = page.start or 0
+        if page.step is not None or page.stop is None or not 0 <= start <= page.stop:
+            raise ValueError("A page of trips is a bounded slice, forward, of every trip.")
+        if self._statements is None:
+            return []
+        return self._listed(self._statements.page, page.stop - start, start)
 
     def __iter__(self):
-        return iter(_listed(self._rows()))
+        if self._statements is None:
+            return iter([])
+        return iter(self._listed(self._statements.all_rows))
 
-    def _rows(self) -> QuerySet:
-        return self.trips.values_list(
-            *_TRIP_COLUMNS,
-            *[f"rider__{column}" for column in _PARTY_COLUMNS],
-            *[f"driver__{column}" for column in _PARTY_COLUMNS],
-        )
+    def _listed(self, sql: str, *bounds: int) -> list[ListedTrip]:
+        converters = self._statements.converters
+        return [_listed(converted(row, converters)) for row in self._fetch(sql, *bounds)]
+
+    def _fetch(self, sql: str, *bounds: int) -> list:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*self._params, *bounds])
+            return cursor.fetchall()
 
 
-def _listed(rows) -> list[ListedTrip]:
+class _ComposedList(NamedTuple):
+    count: str
+    page: str
+    all_rows: str
+    converters: list
+
+
+@functools.cache
+def _composed_list(vendor: str, where: str) -> _ComposedList:
+    """The list's statements for the backend `vendor` names; `where` is one of the
+    constant conditions above, never input."""
+    quote = connection.ops.quote_name
+    trips = f"FROM {quote(Trip._meta.db_table)} AS t"
+    all_rows = " ".join(
+        [
+            f"SELECT {', '.join(column_sql(column) for column in _LISTED_COLUMNS)}",
+            trips,
+            join("t", Trip._meta.get_field("rider"), "r"),
+            join("t", Trip._meta.get_field("driver"), "d"),
+            f"WHERE {where} ORDER BY t.{quote(Trip._meta.get_field('created').column)} DESC",
+        ]
+    )
+    return _ComposedList(
+        count=f"SELECT COUNT(*) {trips} WHERE {where}",
+        page=f"{all_rows} LIMIT %s OFFSET %s",
+        all_rows=all_rows,
+        converters=converters_of(_LISTED_COLUMNS),
+    )
+
+
+def _listed(row: list) -> ListedTrip:
     trip_end = len(_TRIP_COLUMNS)
     rider_end = trip_end + len(_PARTY_COLUMNS)
-    return [
-        ListedTrip(
-            *row[:trip_end], _listed_party(row[trip_end:rider_end]), _listed_party(row[rider_end:])
-        )
-        for row in rows
-    ]
+    return ListedTrip(
+        *row[:trip_end], _listed_party(row[trip_end:rider_end]), _listed_party(row[rider_end:])
+    )
 
 
-def _listed_party(values: tuple) -> ListedParty | None:
+def _listed_party(values: list) -> ListedParty | None:
     if values[0] is None:  # no driver: the outer join found no row
         return None
     *public, photo = values

@@ -8,8 +8,7 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework import serializers
 
-from trips.models import Trip
-from trips.selectors import TripRows
+from trips.selectors import VisibleTrips
 from trips.serializers import TripSerializer, trip_representation
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +56,7 @@ def test_a_finished_trip_with_everything_set(rider, driver, make_trip):
 
 
 def listed(trip) -> dict:
-    (row,) = TripRows(Trip.objects.filter(id=trip.id))
+    (row,) = [row for row in VisibleTrips(trip.rider) if row.id == trip.id]
     return trip_representation(row)
 
 

@@ -1,11 +1,19 @@
 """The trip reads on hot paths, whose SQL is composed once (`config.composed_reads`):
 they must give what the ORM gives, on every backend the tests run on."""
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
 from trips.models import Trip
-from trips.selectors import trip_with_parties, trips_active_for, trips_requested_by
+from trips.selectors import (
+    VisibleTrips,
+    trip_with_parties,
+    trips_active_for,
+    trips_requested_by,
+    trips_visible_to,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +90,42 @@ def test_a_blank_request_id_matches_no_earlier_request(rider, driver, make_trip)
     make_trip(rider, status="CANCELED")
 
     assert trips_requested_by(rider, "") == []
+
+
+def test_the_trip_list_is_the_orm_s_for_every_role_and_status_filter(make_user, make_trip):
+    rider, other_rider = make_user("rider"), make_user("rider")
+    driver, other_driver = make_user("driver"), make_user("driver")
+    trips = [
+        make_trip(rider),
+        make_trip(rider, status="COMPLETED", driver=driver),
+        make_trip(other_rider, status="STARTED", driver=other_driver),
+        make_trip(make_user("rider")),
+        make_trip(rider, status="CANCELED"),
+        make_trip(make_user("rider"), status="IN_PROGRESS", driver=driver),
+    ]
+    # Made in one order, created (as the list sorts them) in another, none at once.
+    now = timezone.now()
+    for minutes_ago, trip in zip([5, 1, 4, 2, 6, 3], trips, strict=True):
+        Trip.objects.filter(id=trip.id).update(created=now - timedelta(minutes=minutes_ago))
+
+    for user in (rider, other_rider, driver, other_driver, make_user("")):
+        for status in (None, "REQUESTED", "IN_PROGRESS"):
+            expected = trips_visible_to(user).order_by("-created")
+            if status:
+                expected = expected.filter(status=status)
+            expected_ids = [trip.id for trip in expected]
+
+            listed = VisibleTrips(user, status)
+
+            assert [trip.id for trip in listed] == expected_ids, (user.role, status)
+            assert listed.count() == len(expected_ids)
+            assert [trip.id for trip in listed[1:3]] == expected_ids[1:3]
+            assert [trip.id for trip in listed[3:3]] == []
+
+
+def test_a_page_of_the_trip_list_is_a_bounded_forward_slice(rider):
+    trips = VisibleTrips(rider)
+
+    for refused in (slice(2, None), slice(3, 1), slice(-1, 2), slice(0, 4, 2)):
+        with pytest.raises(ValueError):
+            trips[refused]
