@@ -1,10 +1,32 @@
 import threading
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
 
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
+
+
+class KeptClientsRedisCacheClient(RedisCacheClient):
+    """Django's client for Redis, keeping one redis-py client for each connection pool.
+
+    Django's makes a redis-py client for every cache call, and redis-py 8's constructor
+    (some forty settings, a lock, a callback table) cost a third of a request's
+    session-revocation check (docs/benchmarks.md, finding 38). A client takes its
+    connection from the pool for each command, so threads can share one.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kept: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._kept.get(id(pool))
+        if client is None:
+            # Two threads may both make one; either serves, and the pool outlives both.
+            client = self._kept[id(pool)] = self._client(connection_pool=pool)
+        return client
 
 
 class SharedPoolRedisCache(RedisCache):
@@ -23,5 +45,5 @@ class SharedPoolRedisCache(RedisCache):
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = self._class(self._servers, **self._options)
+                client = _clients[key] = KeptClientsRedisCacheClient(self._servers, **self._options)
         return client
