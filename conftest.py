@@ -19,7 +19,7 @@ REQUIRE_SERVICES = os.environ.get("CI", "").lower() == "true" or os.environ.get(
 
 
 def postgres_configured() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return settings.DATABASES["default"]["ENGINE"] == "config.postgresql"
 
 
 def redis_configured() -> bool:

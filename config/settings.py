@@ -107,6 +107,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, reading timestamps with psycopg's C loader (config/postgresql).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Under ASGI every sync call may run on another thread, so persistent per-thread
     # connections pile up; a process-wide psycopg pool reuses connections instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
