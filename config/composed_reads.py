@@ -27,6 +27,10 @@ class ComposedRead(Generic[M]):
     the fields whose values fill them in order: each value is made ready for the
     database as that field makes its own. It is a constant of the code, never built
     from input.
+
+    With `changed_by`, an `UPDATE` of the model's table (its `%s` first among
+    `params`), the rows read are the rows it changed, as they are after it, in the same
+    statement: PostgreSQL's data-modifying `WITH`, which no other backend here has.
     """
 
     def __init__(
@@ -34,13 +38,15 @@ class ComposedRead(Generic[M]):
         model: type[M],
         *,
         alias: str,
-        where: str,
         params: Sequence[Field],
+        where: str | None = None,
         related: dict[str, str] | None = None,
+        changed_by: str | None = None,
     ):
         self.model = model
         self.alias = alias
         self.where = where
+        self.changed_by = changed_by
         self.params = tuple(params)
         self.related = [(model._meta.get_field(name), as_) for name, as_ in (related or {}).items()]
         # Composed on first use (the models' relations are resolved by then), once for
@@ -78,12 +84,17 @@ class ComposedRead(Generic[M]):
             for table in tables
             for field in table.model._meta.concrete_fields
         ]
+        if self.changed_by:
+            changed, source = [f"WITH {self.alias} AS ({self.changed_by} RETURNING *)"], self.alias
+        else:
+            changed, source = [], f"{quote(self.model._meta.db_table)} AS {self.alias}"
         sql = " ".join(
             [
+                *changed,
                 f"SELECT {', '.join(column_sql(column) for column in columns)}",
-                f"FROM {quote(self.model._meta.db_table)} AS {self.alias}",
+                f"FROM {source}",
                 *[join(self.alias, field, as_) for field, as_ in self.related],
-                f"WHERE {self.where}",
+                *([f"WHERE {self.where}"] if self.where else []),
             ]
         )
         return _Composed(sql, converters_of(columns), tables)

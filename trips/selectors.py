@@ -13,21 +13,24 @@ from trips.models import Trip
 
 _status = Trip._meta.get_field("status")
 _user_id = User._meta.pk
-_parties = {"rider": "r", "driver": "d"}
+# A trip read with its parties joins its rider as `r` and its driver as `d`.
+TRIP_PARTIES = {"rider": "r", "driver": "d"}
 _active = ", ".join(["%s"] * len(Trip.ACTIVE_STATUSES))
 
-_by_id = ComposedRead(Trip, alias="t", related=_parties, where="t.id = %s", params=[Trip._meta.pk])
+_by_id = ComposedRead(
+    Trip, alias="t", related=TRIP_PARTIES, where="t.id = %s", params=[Trip._meta.pk]
+)
 _active_for = ComposedRead(
     Trip,
     alias="t",
-    related=_parties,
+    related=TRIP_PARTIES,
     where=f"(t.rider_id = %s OR t.driver_id = %s) AND t.status IN ({_active})",
     params=[_user_id, _user_id, *[_status] * len(Trip.ACTIVE_STATUSES)],
 )
 _requests_of_rider = ComposedRead(
     Trip,
     alias="t",
-    related=_parties,
+    related=TRIP_PARTIES,
     where=f"t.rider_id = %s AND (t.status IN ({_active}) OR t.request_id = %s)",
     params=[_user_id, *[_status] * len(Trip.ACTIVE_STATUSES), Trip._meta.get_field("request_id")],
 )

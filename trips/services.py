@@ -11,10 +11,13 @@ updates a row; partial unique constraints keep riders and drivers to one active 
 Events are delivered only after the change commits.
 """
 
-from django.db import IntegrityError, transaction
+import functools
+
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from config.composed_reads import ComposedRead
 from dispatch import services as dispatch
 from realtime.delivery import deliver_on_commit, to_group, user_group
 from trips import errors
@@ -27,7 +30,12 @@ from trips.events import (
     trip_payload,
 )
 from trips.models import Trip
-from trips.selectors import trip_with_parties, trips_requested_by, trips_visible_to
+from trips.selectors import (
+    TRIP_PARTIES,
+    trip_with_parties,
+    trips_requested_by,
+    trips_visible_to,
+)
 from trips.trail import trail_distance_m
 
 Status = Trip.Status
@@ -39,6 +47,46 @@ ADVANCE_STAMP = {Status.IN_PROGRESS: "picked_up_at", Status.COMPLETED: "complete
 
 def _visible_trip(user: User, trip_id) -> Trip | None:
     return trips_visible_to(user).filter(id=trip_id).first()
+
+
+def _trip_changed(trip_id, *, expected: dict, changes: dict) -> Trip | None:
+    """Make `changes` to the trip if it is still as `expected` (each a field's name, or
+    a foreign key's column, to a value that is not None), and give it back with its
+    parties as `trip_with_parties` reads it; None, and nothing changed, if it was not.
+
+    On PostgreSQL the change and the read are one statement, atomic without a
+    transaction around it: a trip step then makes two round trips to PostgreSQL fewer
+    (its `BEGIN` and `COMMIT`) and one read fewer (docs/benchmarks.md, finding 42).
+    Elsewhere the change, then the read, in one transaction.
+    """
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            if not Trip.objects.filter(id=trip_id, **expected).update(**changes):
+                return None
+            return trip_with_parties(trip_id)
+    change = _trip_change(tuple(expected), tuple(changes))
+    values = (*changes.values(), trip_id, *expected.values())
+    if not connection.in_atomic_block:
+        return change.first(*values)
+    # In a caller's transaction a savepoint keeps a change the constraints refuse (a
+    # lost race) from aborting the caller's whole transaction.
+    with transaction.atomic():
+        return change.first(*values)
+
+
+@functools.cache
+def _trip_change(expected: tuple[str, ...], changes: tuple[str, ...]) -> ComposedRead[Trip]:
+    fields = Trip._meta.get_field
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(fields(name).column)} = %s" for name in changes)
+    conditions = " AND ".join(f"{quote(fields(name).column)} = %s" for name in ("id", *expected))
+    return ComposedRead(
+        Trip,
+        alias="t",
+        related=TRIP_PARTIES,
+        changed_by=f"UPDATE {quote(Trip._meta.db_table)} SET {assignments} WHERE {conditions}",
+        params=[*map(fields, changes), Trip._meta.pk, *map(fields, expected)],
+    )
 
 
 def _requests_of_rider(rider: User, request_id: str) -> tuple[Trip | None, Trip | None]:
@@ -135,18 +183,23 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
     _require_driver_allowed(driver, trip_id)
     now = timezone.now()
     try:
-        with transaction.atomic():
-            won = Trip.objects.filter(id=trip_id, status=Status.REQUESTED).update(
-                status=Status.STARTED, driver=driver, accepted_at=now, updated=now
-            )
-            trip = trip_with_parties(trip_id)
-            if not won:
-                raise _not_accepted(driver, trip)
-            payload = trip_payload(trip)
-            deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))
-            dispatch.trip_offers_close(trip=trip, payload=payload, kind=TripEvent.TAKEN)
+        trip = _trip_changed(
+            trip_id,
+            expected={"status": Status.REQUESTED},
+            changes={
+                "status": Status.STARTED,
+                "driver_id": driver.id,
+                "accepted_at": now,
+                "updated": now,
+            },
+        )
     except IntegrityError as error:
         raise _driver_busy(driver, trip_id) from error
+    if trip is None:
+        raise _not_accepted(driver, trip_with_parties(trip_id))
+    payload = trip_payload(trip)
+    deliver_on_commit(to_parties(trip, trip_message(TripEvent.ACCEPTED, payload, origin)))
+    dispatch.trip_offers_close(trip=trip, payload=payload, kind=TripEvent.TAKEN)
     return trip
 
 
@@ -166,7 +219,6 @@ def _not_accepted(driver: User, trip: Trip | None) -> errors.TripError:
     )
 
 
-@transaction.atomic
 def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = None) -> Trip:
     """The assigned driver picks the rider up (IN_PROGRESS), then drops them off."""
     if not driver.is_driver:
@@ -183,17 +235,16 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
     if status == Status.COMPLETED:
         # The trail is complete: the driver's socket writes it out before this step.
         changes["distance_m"] = trail_distance_m(trip_id)
-    advanced = Trip.objects.filter(id=trip_id, driver=driver, status=ADVANCE_FROM[status]).update(
-        **changes
+    trip = _trip_changed(
+        trip_id, expected={"driver_id": driver.id, "status": ADVANCE_FROM[status]}, changes=changes
     )
-    if not advanced:
+    if trip is None:
         trip = _visible_trip(driver, trip_id)
         if trip is None:
             raise errors.TripNotFound("No such trip.")
         if trip.driver_id != driver.id:
             raise errors.NotYourTrip("Only the trip's driver can do that.", trip=trip)
         raise errors.StatusOutOfOrder(f"A {trip.status} trip cannot become {status}.", trip=trip)
-    trip = trip_with_parties(trip_id)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.UPDATED, trip_payload(trip), origin)))
     return trip
 
