@@ -10,9 +10,9 @@ _clients_lock = threading.Lock()
 class KeptClientsRedisCacheClient(RedisCacheClient):
     """Django's client for Redis, keeping one redis-py client for each connection pool.
 
-    Django's makes a redis-py client for every cache call, and redis-py 8's constructor
-    (some forty settings, a lock, a callback table) cost a third of a request's
-    session-revocation check (docs/benchmarks.md, finding 38). A client takes its
+    Django's own makes a redis-py client for every cache call, and redis-py 8's
+    constructor (some forty settings, a lock, a callback table) cost half of a
+    request's session-revocation check (docs/benchmarks.md, finding 38). A client takes its
     connection from the pool for each command, so threads can share one.
     """
 

@@ -559,14 +559,19 @@ class TestStepsInOneStatement:
         assert values_of(advanced.rider) == values_of(stored.rider)
         assert values_of(advanced.driver) == values_of(stored.driver)
 
-    def test_an_accept_is_one_statement(self, rider, driver, make_trip, commits):
+    def test_an_accept_is_one_statement(
+        self, rider, driver, make_trip, commits, django_assert_num_queries
+    ):
         trip = make_trip(rider)
 
-        accepted = services.trip_accept(trip_id=trip.id, driver=driver)
+        with django_assert_num_queries(1):
+            accepted = services.trip_accept(trip_id=trip.id, driver=driver)
 
         assert commits == []
         assert accepted.driver.id == driver.id and accepted.status == Trip.Status.STARTED
-        assert Trip.objects.get(id=trip.id).driver_id == driver.id
+        stored = Trip.objects.get(id=trip.id)
+        assert stored.driver_id == driver.id and stored.status == Trip.Status.STARTED
+        assert values_of(accepted) == values_of(stored)
 
     def test_a_refused_step_changes_nothing(self, rider, driver, make_user, make_trip, commits):
         trip = make_trip(rider, status="STARTED", driver=driver)
