@@ -117,36 +117,61 @@ def trip_request(
     """
     if not rider.is_rider:
         raise errors.RoleRequired("Only riders can request trips.")
-    # Read before the write, for a clear answer; the constraints settle races.
-    earlier, active = _requests_of_rider(rider, request_id)
-    if earlier:
-        return _request_repeated(earlier, origin), False
-    if active:
-        raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
-    try:
-        with transaction.atomic():
-            trip = Trip.objects.create(
-                rider=rider,
-                pick_up_address=pick_up_address,
-                drop_off_address=drop_off_address,
-                pick_up_lat=pick_up_lat,
-                pick_up_lng=pick_up_lng,
-                drop_off_lat=drop_off_lat,
-                drop_off_lng=drop_off_lng,
-                request_id=request_id,
-            )
-            # The new trip is as saved, with its rider: nothing to read back.
-            payload = trip_payload(trip)
-            deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
-            dispatch.trip_offer(trip=trip, payload=payload)
-    except IntegrityError as error:
-        # A concurrent request from the same rider won the race for the constraint; if
-        # it was this very request sent twice, the other copy's trip is the answer.
+    trip = Trip(
+        rider=rider,
+        pick_up_address=pick_up_address,
+        drop_off_address=drop_off_address,
+        pick_up_lat=pick_up_lat,
+        pick_up_lng=pick_up_lng,
+        drop_off_lat=drop_off_lat,
+        drop_off_lng=drop_off_lng,
+        request_id=request_id,
+    )
+    if not _trip_made(trip):
+        # The constraints refused it: an earlier request with this request_id made a
+        # trip (if it is the answer, whatever the trip has become since), or the rider
+        # has an active trip. They settle races, such as this very request sent twice.
         earlier, active = _requests_of_rider(rider, request_id)
         if earlier:
             return _request_repeated(earlier, origin), False
-        raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active) from error
+        raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
+    # The new trip is as saved, with its rider: nothing to read back.
+    payload = trip_payload(trip)
+    deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
+    dispatch.trip_offer(trip=trip, payload=payload)
     return trip, True
+
+
+def _trip_made(trip: Trip) -> bool:
+    """Insert the new `trip` unless a uniqueness constraint (one active trip a rider,
+    one trip a rider's request_id) refuses it; whether it was inserted.
+
+    One statement, atomic without a transaction around it, which a refusal never
+    aborts: the rider's trips are not read first, and a lost race is no error
+    (docs/benchmarks.md, finding 43).
+    """
+    fields = Trip._meta.concrete_fields
+    values = [field.get_db_prep_save(field.pre_save(trip, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_trip_insert(connection.vendor), values)
+        made = cursor.rowcount == 1
+    if made:
+        trip._state.adding = False
+        trip._state.db = connection.alias
+    return made
+
+
+@functools.cache
+def _trip_insert(vendor: str) -> str:
+    """The new trip's `INSERT`, composed once for each database backend (`vendor`):
+    PostgreSQL and SQLite both skip a row that a uniqueness constraint refuses."""
+    quote = connection.ops.quote_name
+    fields = Trip._meta.concrete_fields
+    return (
+        f"INSERT INTO {quote(Trip._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING"
+    )
 
 
 def _request_repeated(earlier: Trip, origin: Origin | None) -> Trip:

@@ -63,6 +63,18 @@ class TestServiceRules:
         assert trip.rider == rider
         assert trip.status == Trip.Status.REQUESTED
 
+    def test_the_trip_a_request_returns_is_the_row_it_stored(self, rider):
+        fields = Trip._meta.concrete_fields
+        coordinates = {"pick_up_lat": 52.5, "pick_up_lng": 13.4, "drop_off_lat": 52.6}
+
+        trip, _ = services.trip_request(rider=rider, **REQUEST, **coordinates, request_id="r-1")
+
+        stored = Trip.objects.get(id=trip.id)
+        assert {f.attname: getattr(trip, f.attname) for f in fields} == {
+            f.attname: getattr(stored, f.attname) for f in fields
+        }
+        assert not trip._state.adding
+
     def test_a_refusal_names_no_trip_the_user_may_not_see(self, make_user, make_trip):
         trip = make_trip(make_user("rider"), status="STARTED", driver=make_user("driver"))
 
@@ -597,8 +609,8 @@ class TestQueryCounts:
     single statement does not need)."""
 
     def test_trip_request(self, rider, django_assert_num_queries):
-        # Earlier request by request_id and active trip together, the insert; 1 savepoint.
-        with django_assert_num_queries(2 + 2):
+        # The insert alone: the constraints, not a read first, refuse what they must.
+        with django_assert_num_queries(1):
             services.trip_request(rider=rider, **REQUEST, request_id="r-1")
 
     def test_trip_accept(self, rider, driver, make_trip, django_assert_num_queries):
@@ -633,8 +645,8 @@ class TestQueryCounts:
     def test_rest_request(self, client_for, rider, django_assert_num_queries):
         client = client_for(rider)
 
-        # The authenticated user, then the service (no request_id: no look-up by it).
-        with django_assert_num_queries(1 + 4):
+        # The authenticated user, then the service's insert.
+        with django_assert_num_queries(1 + 1):
             assert client.post(TRIPS, REQUEST, format="json").status_code == 201
 
     def test_rest_accept(self, client_for, rider, driver, make_trip, django_assert_num_queries):
