@@ -5,6 +5,7 @@ events and refusals into the messages its clients read. It holds no rules of the
 domain: the consumer hands commands to the trip services, which decide.
 """
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -114,10 +115,22 @@ def _decode(text: str) -> dict:
 def _validated(serializer_class, data) -> dict:
     if not isinstance(data, dict):
         raise ProtocolError("`data` must be an object.", fields={"data": ["Must be an object."]})
-    form = serializer_class(data=data)
-    if not form.is_valid():
-        raise ProtocolError("Some fields are invalid.", fields=form.errors)
-    return dict(form.validated_data)
+    try:
+        return dict(_form(serializer_class).run_validation(data))
+    except serializers.ValidationError as error:
+        raise ProtocolError("Some fields are invalid.", fields=error.detail) from None
+
+
+@functools.cache
+def _form(serializer_class) -> serializers.Serializer:
+    """The one instance of `serializer_class` that validates every frame it reads.
+
+    Each new serializer deep-copies its class's fields, and that was a seventh of a
+    worker's time in trip updates (docs/benchmarks.md, finding 44). Validation keeps
+    nothing on the instance (`is_valid` is `run_validation` with the result stored), so
+    one instance made once serves every frame, whichever thread reads it.
+    """
+    return serializer_class()
 
 
 class TripIdSerializer(serializers.Serializer):
