@@ -33,6 +33,12 @@ class User(AbstractUser):
         return self.role
 
     @property
+    def rights(self) -> tuple[bool, str, bool]:
+        """What this user may do in taxi depends on these alone: whether they are
+        active, their role, and whether they are an approved driver."""
+        return (self.is_active, self.role, self.driver_approved_at is not None)
+
+    @property
     def is_rider(self) -> bool:
         return self.role == self.Role.RIDER
 

@@ -1,3 +1,5 @@
+from django.db import connection, models
+
 from accounts.models import User
 from config.composed_reads import ComposedRead
 
@@ -13,6 +15,32 @@ def user_by_id(user_id) -> User | None:
 
 
 def user_active(user_id) -> User | None:
-    """The user, if they still exist and are active: sockets ask on every request they
-    carry out, since rights are checked against the database as it is now."""
+    """The user, if they still exist and are active: a socket asks before each command
+    whose own statement does not test the user's rights (see `rights_held`), since
+    rights are checked against the database as it is now."""
     return _active_by_id.first(user_id)
+
+
+# A write made for a user can carry this condition, so that it holds only while the
+# user still has the rights the caller read them with (`User.rights`), as one statement:
+# a `%s` for each of `RIGHTS_PARAMS`, whose values `rights_held_values` gives.
+RIGHTS_PARAMS = (User._meta.pk, User._meta.get_field("role"), models.BooleanField())
+
+
+def rights_held(alias: str = "acting") -> str:
+    """The condition's SQL, for the database in use (`alias` names the user's row)."""
+    quote = connection.ops.quote_name
+    field = User._meta.get_field
+    return (
+        f"EXISTS (SELECT 1 FROM {quote(User._meta.db_table)} AS {alias} "
+        f"WHERE {alias}.{quote(User._meta.pk.column)} = %s "
+        f"AND {alias}.{quote(field('is_active').column)} "
+        f"AND {alias}.{quote(field('role').column)} = %s "
+        f"AND ({alias}.{quote(field('driver_approved_at').column)} IS NOT NULL) = %s)"
+    )
+
+
+def rights_held_values(user: User) -> tuple:
+    """The condition's values for `user` as the caller read them (an active user)."""
+    _, role, approved = user.rights
+    return (user.id, role, approved)

@@ -29,8 +29,32 @@ def acting_user(user_id: int) -> User:
     return user
 
 
-def command_execute(user_id: int, command: Command, origin: Origin) -> None:
-    user = acting_user(user_id)
+def command_execute(user: User, command: Command, origin: Origin) -> User:
+    """Carry out `command` for `user`, as the socket last read them, with their rights as
+    the database has them now; gives back the user as last read, for the next command.
+
+    An accept or an advance tests the user's rights in its own statement, so it reads
+    the user only when it changed nothing: if their rights changed, it is theirs to try
+    again as they are now (or their session is over). Every other command reads the
+    user first.
+    """
+    match command:
+        case AcceptTrip() | AdvanceTrip():
+            try:
+                _carry_out(user, command, origin)
+                return user
+            except errors.TripError:
+                current = acting_user(user.id)
+                if current.rights == user.rights:
+                    raise
+                user = current
+        case _:
+            user = acting_user(user.id)
+    _carry_out(user, command, origin)
+    return user
+
+
+def _carry_out(user: User, command: Command, origin: Origin) -> None:
     match command:
         case RequestTrip():
             services.trip_request(

@@ -216,7 +216,9 @@ class TripConsumer(AsyncWebsocketConsumer):
                     # The trail must be complete before a step that measures it.
                     await self._positions_flush()
                 origin = Origin(self.channel_name, command.request_id)
-                await db(command_execute)(self.user.id, command, origin)
+                user = await db(command_execute)(self.user, command, origin)
+                if self.user is not None:  # unless the socket closed meanwhile
+                    self.user = user
 
     async def _position_report(self, command: ReportPosition) -> None:
         """A driver's position: on a trip it goes to the rider and the trail; otherwise

@@ -12,11 +12,14 @@ Events are delivered only after the change commits.
 """
 
 import functools
+from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.selectors import RIGHTS_PARAMS, rights_held, rights_held_values
 from config.composed_reads import ComposedRead
 from dispatch import services as dispatch
 from realtime.delivery import deliver_on_commit, to_group, user_group
@@ -49,44 +52,54 @@ def _visible_trip(user: User, trip_id) -> Trip | None:
     return trips_visible_to(user).filter(id=trip_id).first()
 
 
-def _trip_changed(trip_id, *, expected: dict, changes: dict) -> Trip | None:
+def _trip_changed(trip_id, *, acting: User, expected: dict, changes: dict) -> Trip | None:
     """Make `changes` to the trip if it is still as `expected` (each a field's name, or
-    a foreign key's column, to a value that is not None), and give it back with its
-    parties as `trip_with_parties` reads it; None, and nothing changed, if it was not.
+    a foreign key's column, to a value that is not None) and `acting`, the user making
+    them, still has the rights the caller read them with; give the trip back with its
+    parties as `trip_with_parties` reads it. None, and nothing changed, if not.
 
-    On PostgreSQL the change and the read are one statement, atomic without a
-    transaction around it: a trip step then makes two round trips to PostgreSQL fewer
-    (its `BEGIN` and `COMMIT`) and one read fewer (docs/benchmarks.md, finding 42).
-    Elsewhere the change, then the read, in one transaction.
+    The user's rights are tested in the change's own statement, so a socket need not
+    read its user before each step (docs/benchmarks.md, finding 45). On PostgreSQL the
+    change and the read are one statement too, atomic without a transaction around it:
+    a trip step then makes two round trips to PostgreSQL fewer (its `BEGIN` and
+    `COMMIT`) and one read fewer (finding 42). Elsewhere the change, then the read, in
+    one transaction.
     """
+    change = _trip_change(connection.vendor, tuple(expected), tuple(changes))
+    values = (*changes.values(), trip_id, *expected.values(), *rights_held_values(acting))
     if connection.vendor != "postgresql":
-        with transaction.atomic():
-            if not Trip.objects.filter(id=trip_id, **expected).update(**changes):
-                return None
-            return trip_with_parties(trip_id)
-    change = _trip_change(tuple(expected), tuple(changes))
-    values = (*changes.values(), trip_id, *expected.values())
+        params = [
+            f.get_db_prep_value(v, connection) for f, v in zip(change.params, values, strict=True)
+        ]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(change.update, params)
+            return trip_with_parties(trip_id) if cursor.rowcount else None
     if not connection.in_atomic_block:
-        return change.first(*values)
+        return change.read.first(*values)
     # In a caller's transaction a savepoint keeps a change the constraints refuse (a
     # lost race) from aborting the caller's whole transaction.
     with transaction.atomic():
-        return change.first(*values)
+        return change.read.first(*values)
+
+
+class _TripChange(NamedTuple):
+    update: str  # the conditional UPDATE
+    params: list[Field]  # the fields whose values fill its `%s`, in order
+    read: ComposedRead[Trip]  # the UPDATE and the changed trip's read, as one statement
 
 
 @functools.cache
-def _trip_change(expected: tuple[str, ...], changes: tuple[str, ...]) -> ComposedRead[Trip]:
+def _trip_change(vendor: str, expected: tuple[str, ...], changes: tuple[str, ...]) -> _TripChange:
     fields = Trip._meta.get_field
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(fields(name).column)} = %s" for name in changes)
-    conditions = " AND ".join(f"{quote(fields(name).column)} = %s" for name in ("id", *expected))
-    return ComposedRead(
-        Trip,
-        alias="t",
-        related=TRIP_PARTIES,
-        changed_by=f"UPDATE {quote(Trip._meta.db_table)} SET {assignments} WHERE {conditions}",
-        params=[*map(fields, changes), Trip._meta.pk, *map(fields, expected)],
+    conditions = " AND ".join(
+        [*(f"{quote(fields(name).column)} = %s" for name in ("id", *expected)), rights_held()]
     )
+    update = f"UPDATE {quote(Trip._meta.db_table)} SET {assignments} WHERE {conditions}"
+    params = [*map(fields, changes), Trip._meta.pk, *map(fields, expected), *RIGHTS_PARAMS]
+    read = ComposedRead(Trip, alias="t", related=TRIP_PARTIES, changed_by=update, params=params)
+    return _TripChange(update, params, read)
 
 
 def _requests_of_rider(rider: User, request_id: str) -> tuple[Trip | None, Trip | None]:
@@ -210,6 +223,7 @@ def trip_accept(*, trip_id, driver: User, origin: Origin | None = None) -> Trip:
     try:
         trip = _trip_changed(
             trip_id,
+            acting=driver,
             expected={"status": Status.REQUESTED},
             changes={
                 "status": Status.STARTED,
@@ -261,7 +275,10 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
         # The trail is complete: the driver's socket writes it out before this step.
         changes["distance_m"] = trail_distance_m(trip_id)
     trip = _trip_changed(
-        trip_id, expected={"driver_id": driver.id, "status": ADVANCE_FROM[status]}, changes=changes
+        trip_id,
+        acting=driver,
+        expected={"driver_id": driver.id, "status": ADVANCE_FROM[status]},
+        changes=changes,
     )
     if trip is None:
         trip = _visible_trip(driver, trip_id)

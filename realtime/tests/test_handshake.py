@@ -202,6 +202,26 @@ class TestClosedByTheServer:
         await laptop_socket.send({"type": "echo.message", "data": "still here"})
         assert (await laptop_socket.receive())["data"] == "still here"
 
+    async def test_at_the_next_step_of_a_user_deactivated_behind_its_back(
+        self, open_socket, rider, driver, make_trip
+    ):
+        trip = await sync_to_async(make_trip)(rider, status="STARTED", driver=driver)
+        rider_socket = await open_socket(rider, native=True)
+        driver_socket = await open_socket(driver, native=True)
+        # Not through the admin, which closes the user's sockets itself.
+        await sync_to_async(type(driver).objects.filter(id=driver.id).update)(is_active=False)
+
+        await driver_socket.send(
+            {
+                "type": "trip.advance",
+                "data": {"trip_id": str(trip.id), "status": "IN_PROGRESS"},
+            }
+        )
+
+        assert await driver_socket.closed_with() == CLOSE_SESSION_ENDED
+        assert await rider_socket.receive_nothing()
+        assert (await sync_to_async(type(trip).objects.get)(id=trip.id)).status == "STARTED"
+
     async def test_when_staff_deactivate_the_user(self, open_socket, rider, make_user, client):
         staff = await sync_to_async(make_user)("", is_staff=True, is_superuser=True)
         socket = await open_socket(rider)

@@ -910,6 +910,51 @@ class TestDriverApproval:
         trip = (await rider_socket.receive())["data"]["trip"]
         assert await driver_socket.receive() == message("trip.offered", {"trip": trip})
 
+    async def test_a_driver_approved_since_connecting_can_accept(
+        self, open_socket, new_user, settings, rider
+    ):
+        settings.DRIVER_APPROVAL_REQUIRED = True
+        driver = await new_user("driver")
+        rider_socket = await open_socket(rider, native=True)
+        driver_socket = await open_socket(driver, native=True)
+        await rider_socket.send(message("trip.request", ADDRESSES))
+        trip = (await rider_socket.receive())["data"]["trip"]
+        await sync_to_async(type(driver).objects.filter(id=driver.id).update)(
+            driver_approved_at=timezone.now()
+        )
+
+        await driver_socket.send(message("trip.accept", {"trip_id": trip["id"]}, "r-23"))
+
+        accepted = await driver_socket.receive()
+        assert (accepted["type"], accepted["request_id"]) == ("trip.accepted", "r-23")
+        assert accepted["data"]["trip"]["driver"]["id"] == driver.id
+
+    async def test_a_driver_whose_approval_is_withdrawn_since_connecting_cannot_accept(
+        self, open_socket, new_user, settings, rider, assert_refused
+    ):
+        settings.DRIVER_APPROVAL_REQUIRED = True
+        driver = await new_user("driver", driver_approved_at=timezone.now())
+        rider_socket = await open_socket(rider, native=True)
+        driver_socket = await open_socket(driver, native=True)
+        await rider_socket.send(message("trip.request", ADDRESSES))
+        trip = (await rider_socket.receive())["data"]["trip"]
+        await sync_to_async(type(driver).objects.filter(id=driver.id).update)(
+            driver_approved_at=None
+        )
+
+        await assert_refused(
+            driver_socket,
+            message("trip.accept", {"trip_id": trip["id"]}, "r-24"),
+            refusal(
+                "driver_not_approved",
+                "Your account has not been approved for driving yet.",
+                "trip.accept",
+                "r-24",
+                trip=trip,
+            ),
+            bystanders=(rider_socket,),
+        )
+
 
 # --- Robustness ----------------------------------------------------------------------------
 

@@ -138,9 +138,10 @@ async def test_a_socket_handles_one_message_at_a_time(on_a_trip, monkeypatch, ch
     rider_socket, _, trip_id = on_a_trip
     started, release = threading.Event(), threading.Event()
 
-    def command_execute_slowly(user_id, command, origin):
+    def command_execute_slowly(user, command, origin):
         started.set()
         release.wait(timeout=5)
+        return user
 
     monkeypatch.setattr("realtime.consumers.command_execute", command_execute_slowly)
     await rider_socket.send({"type": "trip.cancel", "data": {"trip_id": trip_id}})

@@ -85,6 +85,55 @@ class TestServiceRules:
         assert refusal.value.context() == {}
 
 
+# What a user's rights (`User.rights`) may have become since the caller read them.
+RIGHTS_CHANGED = {
+    "deactivated": {"is_active": False},
+    "made a rider": {"role": "rider"},
+    "approval withdrawn": {"driver_approved_at": None},
+}
+
+
+@pytest.mark.django_db
+class TestRightsInTheStepsStatement:
+    """An accept or an advance tests, in its own statement, that the acting user still
+    has the rights the caller read them with: a socket need not read its user first."""
+
+    @pytest.fixture
+    def approved_driver(self, make_user):
+        return make_user("driver", driver_approved_at=timezone.now())
+
+    @pytest.fixture(params=["accept", "advance"])
+    def step(self, request, rider, approved_driver, make_trip):
+        """A step, as the driver the caller read (before any change to their rights)."""
+        if request.param == "accept":
+            trip = make_trip(rider)
+            return partial(services.trip_accept, trip_id=trip.id, driver=approved_driver)
+        trip = make_trip(rider, status="STARTED", driver=approved_driver)
+        return partial(
+            services.trip_advance, trip_id=trip.id, driver=approved_driver, status="IN_PROGRESS"
+        )
+
+    @pytest.mark.parametrize("change", RIGHTS_CHANGED)
+    def test_a_step_changes_nothing_once_the_rights_it_was_read_with_are_gone(
+        self, approved_driver, step, deliveries, change
+    ):
+        type(approved_driver).objects.filter(id=approved_driver.id).update(**RIGHTS_CHANGED[change])
+        before = trip_rows()
+
+        with pytest.raises(errors.TripError):
+            step()
+
+        assert trip_rows() == before
+        assert deliveries == []
+
+    def test_a_step_is_made_while_the_rights_are_as_read(self, approved_driver, step):
+        type(approved_driver).objects.filter(id=approved_driver.id).update(first_name="Renamed")
+
+        trip = step()
+
+        assert trip.driver.first_name == "Renamed"
+
+
 @pytest.mark.django_db(transaction=True)
 class TestEventsAfterCommit:
     def test_a_request_tells_the_rider_and_is_offered_to_available_drivers(
