@@ -1,9 +1,11 @@
 """The trail's write: one statement a batch, the same rows whichever way it is written."""
 
 import dataclasses
+import itertools
 
 import pytest
 
+from dispatch.geo import distance_m
 from dispatch.positions import AcceptedPosition
 from trips import trail
 from trips.models import TrailPoint
@@ -74,3 +76,22 @@ def test_without_batches_there_is_no_head_start(settings):
     settings.TRAIL_BATCH_SIZE = 0  # each point written as it comes
 
     assert trail.trail_head_start() == 0
+
+
+@pytest.mark.django_db
+def test_a_trail_s_distance_takes_its_points_in_the_order_they_were_measured(
+    rider, driver, make_trip, django_assert_num_queries
+):
+    trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    points = batch()
+    trail._trail_insert_by_orm(trip.id, [points[step] for step in (3, 0, 4, 1, 2)])
+    along_the_way = sum(
+        distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(points)
+    )
+
+    with django_assert_num_queries(1):
+        measured = trail.trail_distance_m(trip.id)
+
+    assert measured == pytest.approx(along_the_way)
+    without_a_trail = make_trip(rider, status="COMPLETED", driver=driver)
+    assert trail.trail_distance_m(without_a_trail.id) == 0
