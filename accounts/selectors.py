@@ -27,16 +27,17 @@ def user_active(user_id) -> User | None:
 RIGHTS_PARAMS = (User._meta.pk, User._meta.get_field("role"), models.BooleanField())
 
 
-def rights_held(alias: str = "acting") -> str:
-    """The condition's SQL, for the database in use (`alias` names the user's row)."""
+def rights_held() -> str:
+    """The condition's SQL, for the database in use."""
     quote = connection.ops.quote_name
-    field = User._meta.get_field
+    user_id, is_active, role, approved_at = (
+        quote(User._meta.get_field(name).column)
+        for name in ("id", "is_active", "role", "driver_approved_at")
+    )
     return (
-        f"EXISTS (SELECT 1 FROM {quote(User._meta.db_table)} AS {alias} "
-        f"WHERE {alias}.{quote(User._meta.pk.column)} = %s "
-        f"AND {alias}.{quote(field('is_active').column)} "
-        f"AND {alias}.{quote(field('role').column)} = %s "
-        f"AND ({alias}.{quote(field('driver_approved_at').column)} IS NOT NULL) = %s)"
+        f"EXISTS (SELECT 1 FROM {quote(User._meta.db_table)} AS acting "
+        f"WHERE acting.{user_id} = %s AND acting.{is_active} AND acting.{role} = %s "
+        f"AND (acting.{approved_at} IS NOT NULL) = %s)"
     )
 
 

@@ -125,8 +125,8 @@ def _validated(serializer_class, data) -> dict:
 def _form(serializer_class) -> serializers.Serializer:
     """The one instance of `serializer_class` that validates every frame it reads.
 
-    Each new serializer deep-copies its class's fields, and that was a seventh of a
-    worker's time in trip updates (docs/benchmarks.md, finding 44). Validation keeps
+    Each new serializer deep-copies its class's fields, and that was 15 % of a worker's
+    samples in trip updates (docs/benchmarks.md, finding 44). Validation keeps
     nothing on the instance (`is_valid` is `run_validation` with the result stored), so
     one instance made once serves every frame, whichever thread reads it.
     """

@@ -12,6 +12,7 @@ from realtime.protocols import AcceptTrip, AdvanceTrip, RequestTrip
 from trips import errors
 from trips.events import Origin
 from trips.models import Trip
+from trips.tests.conftest import trip_rows
 
 # Committed as sockets commit, so that the work scheduled for after a commit is seen.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,10 +34,6 @@ def approved_driver(make_user):
 def rights_become(user: User, **rights) -> None:
     """Change the user's rights behind the socket's back: its copy stays as it was."""
     User.objects.filter(id=user.id).update(**rights)
-
-
-def trip_rows() -> list[dict]:
-    return list(Trip.objects.order_by("id").values())
 
 
 def executed(user: User, command) -> tuple[User, list]:
