@@ -110,7 +110,7 @@ def workers_listening(server_pid: int, port: int, count: int) -> dict[int, set[s
 
 
 def wait_until_dead(pid: int) -> None:
-    """Until `pid` has exited (a zombie's sockets are closed already); bounded."""
+    """Until `pid` has exited (a zombie is done); bounded."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         try:
@@ -121,6 +121,17 @@ def wait_until_dead(pid: int) -> None:
             return
         if time.monotonic() > deadline:
             pytest.fail(f"process {pid} still alive {WAIT_SECONDS} s after SIGKILL")
+        time.sleep(0.01)
+
+
+def wait_until_not_listening(inodes: set[str], port: int) -> None:
+    """Until none of the sockets `inodes` listens on `port`; bounded. The kernel
+    releases a dead process's sockets a moment after the process has exited (on a work
+    queue), and a connection that reaches one in that moment is reset."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while inodes & listening_socket_inodes(port):
+        if time.monotonic() > deadline:
+            pytest.fail(f"sockets {inodes} still listening {WAIT_SECONDS} s on")
         time.sleep(0.01)
 
 
@@ -164,6 +175,7 @@ def test_a_dead_worker_s_share_of_new_connections_goes_to_the_others_until_repla
     dead, survivor = workers
     os.kill(dead, signal.SIGKILL)
     wait_until_dead(dead)
+    wait_until_not_listening(workers[dead], two_workers.port)
 
     # Until the supervisor notices, only the survivor listens: had anything kept the
     # dead worker's socket open, the connections the kernel gave it would hang.
