@@ -5,10 +5,13 @@
     STARTED --driver cancels--> REQUESTED (offered to other drivers again)
     REQUESTED --dispatch finds no driver--> CANCELED
 
-Races are settled by the database: each change is a conditional UPDATE (or a row lock)
-on the state it starts from, so of two drivers accepting the same trip exactly one
-updates a row; partial unique constraints keep riders and drivers to one active trip.
-Events are delivered only after the change commits.
+Races are settled by the database: a request is an insert that the partial unique
+constraints may refuse (they keep riders and drivers to one active trip, and a rider's
+request id to one trip), and every other change a conditional UPDATE (or a row lock) on
+the state it starts from, so of two drivers accepting the same trip exactly one updates
+a row. An accept or an advance holds, in the same statement, only while the user making
+it still has the rights the caller read them with. Events are delivered only after the
+change commits.
 """
 
 import functools
