@@ -55,12 +55,8 @@ class ComposedRead(Generic[M]):
 
     def __call__(self, *values) -> list[M]:
         composed = self._composed_for_backend()
-        params = [
-            field.get_db_prep_value(value, connection)
-            for field, value in zip(self.params, values, strict=True)
-        ]
         with connection.cursor() as cursor:
-            cursor.execute(composed.sql, params)
+            cursor.execute(composed.sql, prepared(self.params, values))
             rows = cursor.fetchall()
         return [composed.instance(row) for row in rows]
 
@@ -98,6 +94,14 @@ class ComposedRead(Generic[M]):
             ]
         )
         return _Composed(sql, converters_of(columns), tables)
+
+
+def prepared(fields: Sequence[Field], values: Sequence) -> list:
+    """`values` made ready for the database, each as its field in `fields` makes its own."""
+    return [
+        field.get_db_prep_value(value, connection)
+        for field, value in zip(fields, values, strict=True)
+    ]
 
 
 def column_sql(column: Col) -> str:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import RIGHTS_PARAMS, rights_held, rights_held_values
-from config.composed_reads import ComposedRead
+from config.composed_reads import ComposedRead, prepared
 from dispatch import services as dispatch
 from realtime.delivery import deliver_on_commit, to_group, user_group
 from trips import errors
@@ -71,11 +71,8 @@ def _trip_changed(trip_id, *, acting: User, expected: dict, changes: dict) -> Tr
     change = _trip_change(connection.vendor, tuple(expected), tuple(changes))
     values = (*changes.values(), trip_id, *expected.values(), *rights_held_values(acting))
     if connection.vendor != "postgresql":
-        params = [
-            f.get_db_prep_value(v, connection) for f, v in zip(change.params, values, strict=True)
-        ]
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(change.update, params)
+            cursor.execute(change.update, prepared(change.params, values))
             return trip_with_parties(trip_id) if cursor.rowcount else None
     if not connection.in_atomic_block:
         return change.read.first(*values)

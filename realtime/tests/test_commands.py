@@ -143,12 +143,18 @@ def test_a_refusal_the_rights_do_not_explain_stands(approved_driver, make_user, 
     assert trip_rows() == before
 
 
-def test_a_request_reads_its_user_first(make_user):
+def test_a_request_is_refused_to_a_rider_made_a_driver_since_the_socket_read_them(make_user):
     driver_now = make_user("rider")
     rights_become(driver_now, role="driver")
-    before = trip_rows()
 
     assert isinstance(
         refused(driver_now, RequestTrip("trip.request", ADDRESSES)), errors.RoleRequired
     )
-    assert trip_rows() == before
+    assert trip_rows() == []
+
+
+def test_a_deactivated_rider_s_request_ends_their_session_and_makes_no_trip(rider):
+    rights_become(rider, is_active=False)
+
+    assert isinstance(refused(rider, RequestTrip("trip.request", ADDRESSES)), SessionEnded)
+    assert trip_rows() == []
