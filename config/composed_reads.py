@@ -16,6 +16,8 @@ from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
 
+from config.postgresql.kept_plans import plan_kept
+
 M = TypeVar("M", bound=Model)
 
 
@@ -93,7 +95,7 @@ class ComposedRead(Generic[M]):
                 *([f"WHERE {self.where}"] if self.where else []),
             ]
         )
-        return _Composed(sql, converters_of(columns), tables)
+        return _Composed(plan_kept(sql), converters_of(columns), tables)
 
 
 def prepared(fields: Sequence[Field], values: Sequence) -> list:
@@ -102,6 +104,12 @@ def prepared(fields: Sequence[Field], values: Sequence) -> list:
         field.get_db_prep_value(value, connection)
         for field, value in zip(fields, values, strict=True)
     ]
+
+
+def text_literal(value: str) -> str:
+    """`value` as an SQL string literal, for a constant that a statement's kept plan
+    must know (config/postgresql/kept_plans.py)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def column_sql(column: Col) -> str:

@@ -112,6 +112,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every sync call may run on another thread, so persistent per-thread
     # connections pile up; a process-wide psycopg pool reuses connections instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        # The hot statements are prepared on each connection, so that PostgreSQL does
+        # not plan them again on every run (config/postgresql/kept_plans.py). Values
+        # are then bound by the server, for every statement; any threshold lets
+        # psycopg prepare, and taxi's cursor says which, statement by statement.
+        # Django turns preparing off for the sake of poolers: behind PgBouncer older
+        # than 1.21 (or without its `max_prepared_statements`), set
+        # DATABASE_PREPARED_STATEMENTS=0.
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=0
+        )
     if env_bool("DATABASE_POOL", True):
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),

@@ -8,14 +8,25 @@ from django.db.models import Field, Q, QuerySet
 from django.db.models.expressions import Col
 
 from accounts.models import User, photo_url
-from config.composed_reads import ComposedRead, column_sql, converted, converters_of, join
+from config.composed_reads import (
+    ComposedRead,
+    column_sql,
+    converted,
+    converters_of,
+    join,
+    text_literal,
+)
+from config.postgresql.kept_plans import plan_kept
 from trips.models import Trip
 
 _status = Trip._meta.get_field("status")
 _user_id = User._meta.pk
 # A trip read with its parties joins its rider as `r` and its driver as `d`.
 TRIP_PARTIES = {"rider": "r", "driver": "d"}
-_active = ", ".join(["%s"] * len(Trip.ACTIVE_STATUSES))
+# Written into the statements that look for active trips, not passed to them: a plan
+# kept for every user must know which statuses it reads (config/postgresql/kept_plans).
+_active = ", ".join(map(text_literal, Trip.ACTIVE_STATUSES))
+_requested = text_literal(Trip.Status.REQUESTED)
 
 _by_id = ComposedRead(
     Trip, alias="t", related=TRIP_PARTIES, where="t.id = %s", params=[Trip._meta.pk]
@@ -25,14 +36,14 @@ _active_for = ComposedRead(
     alias="t",
     related=TRIP_PARTIES,
     where=f"(t.rider_id = %s OR t.driver_id = %s) AND t.status IN ({_active})",
-    params=[_user_id, _user_id, *[_status] * len(Trip.ACTIVE_STATUSES)],
+    params=[_user_id, _user_id],
 )
 _requests_of_rider = ComposedRead(
     Trip,
     alias="t",
     related=TRIP_PARTIES,
     where=f"t.rider_id = %s AND (t.status IN ({_active}) OR t.request_id = %s)",
-    params=[_user_id, *[_status] * len(Trip.ACTIVE_STATUSES), Trip._meta.get_field("request_id")],
+    params=[_user_id, Trip._meta.get_field("request_id")],
 )
 
 
@@ -55,14 +66,14 @@ def trip_with_parties(trip_id) -> Trip | None:
 def trips_active_for(user: User) -> list[Trip]:
     """The trips that still concern `user` as rider or driver (at most one each), in
     no order: every socket's handshake reads them."""
-    return _active_for(user.id, user.id, *Trip.ACTIVE_STATUSES)
+    return _active_for(user.id, user.id)
 
 
 def trips_requested_by(rider: User, request_id: str) -> list[Trip]:
     """The rider's active trip, if any, and the trip an earlier request with
     `request_id` made, if any (they may be one trip)."""
     # A blank request id stands for none: NULL equals no trip's request id.
-    return _requests_of_rider(rider.id, *Trip.ACTIVE_STATUSES, request_id or None)
+    return _requests_of_rider(rider.id, request_id or None)
 
 
 class ListedParty(NamedTuple):
@@ -115,10 +126,7 @@ def _visible_to(user: User) -> tuple[str, list[tuple[Field, object]]] | None:
     if user.is_rider:
         return "t.rider_id = %s", [(_user_id, user.id)]
     if user.is_driver:
-        return "(t.status = %s OR t.driver_id = %s)", [
-            (_status, Trip.Status.REQUESTED),
-            (_user_id, user.id),
-        ]
+        return f"(t.status = {_requested} OR t.driver_id = %s)", [(_user_id, user.id)]
     return None
 
 
@@ -195,8 +203,8 @@ def _composed_list(vendor: str, where: str) -> _ComposedList:
         ]
     )
     return _ComposedList(
-        count=f"SELECT COUNT(*) {trips} WHERE {where}",
-        page=f"{all_rows} LIMIT %s OFFSET %s",
+        count=plan_kept(f"SELECT COUNT(*) {trips} WHERE {where}"),
+        page=plan_kept(f"{all_rows} LIMIT %s OFFSET %s"),
         all_rows=all_rows,
         converters=converters_of(_LISTED_COLUMNS),
     )

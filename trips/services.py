@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import RIGHTS_PARAMS, rights_held, rights_held_values
 from config.composed_reads import ComposedRead, prepared
+from config.postgresql.kept_plans import plan_kept
 from dispatch import services as dispatch
 from realtime.delivery import deliver_on_commit, to_group, user_group
 from trips import errors
@@ -180,7 +181,7 @@ def _trip_insert(vendor: str) -> str:
     PostgreSQL and SQLite both skip a row that a uniqueness constraint refuses."""
     quote = connection.ops.quote_name
     fields = Trip._meta.concrete_fields
-    return (
+    return plan_kept(
         f"INSERT INTO {quote(Trip._meta.db_table)} "
         f"({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import connection
 
+from config.postgresql.kept_plans import plan_kept
 from dispatch.geo import distance_m
 from dispatch.positions import AcceptedPosition
 from trips.models import TrailPoint
@@ -38,7 +39,7 @@ def _points_read(vendor: str) -> str:
     query = TrailPoint.objects.filter(trip_id=any_trip).values_list("lat", "lng").query
     sql, params = query.get_compiler(connection=connection).as_sql()
     assert len(params) == 1, "the trip is the read's only parameter"
-    return sql
+    return plan_kept(sql)
 
 
 def trail_head_start() -> int:
@@ -107,7 +108,7 @@ def _insert_from_json() -> str:
         f"CAST(point ->> {index} AS {field.db_type(connection)})"
         for index, field in enumerate(fields)
     )
-    return (
+    return plan_kept(
         f"INSERT INTO {quote(TrailPoint._meta.db_table)} ({columns}) "
         f"SELECT CAST(%s AS {trip.db_type(connection)}), {values} "
         "FROM json_array_elements(CAST(%s AS json)) AS point"

@@ -65,3 +65,19 @@ def test_a_position_burst_below_one_is_refused_at_start(burst):
 
 def test_a_position_burst_of_one_is_allowed():
     assert manage("check", POSITION_BURST="1").returncode == 0
+
+
+@pytest.mark.parametrize(("setting", "binding"), [("1", "True"), ("0", "None")])
+def test_postgresql_s_prepared_statements_can_be_turned_off(setting, binding):
+    # For PgBouncer before 1.21, which cannot carry prepared statements.
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['OPTIONS'].get('server_side_binding'))",
+        DATABASE_URL="postgres://taxi@127.0.0.1:5432/taxi",
+        DATABASE_PREPARED_STATEMENTS=setting,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == binding

@@ -9,12 +9,14 @@ from functools import partial
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, user_group
 from trips import errors, services
 from trips.events import Origin, trip_payload
 from trips.models import Trip
+from trips.selectors import trips_active_for
 from trips.tests.conftest import trip_rows
 
 TRIPS = "/api/trip/"
@@ -633,6 +635,22 @@ class TestStepsInOneStatement:
         stored = Trip.objects.get(id=trip.id)
         assert stored.driver_id == driver.id and stored.status == Trip.Status.STARTED
         assert values_of(accepted) == values_of(stored)
+
+    def test_every_statement_of_a_round_keeps_its_plan(self, rider, driver):
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")  # whatever tests before prepared
+
+        with CaptureQueriesContext(connection) as ran:
+            trips_active_for(rider)  # a socket's handshake
+            trip, _ = services.trip_request(rider=rider, **REQUEST)
+            services.trip_accept(trip_id=trip.id, driver=driver)
+            for status in ("IN_PROGRESS", "COMPLETED"):
+                services.trip_advance(trip_id=trip.id, driver=driver, status=status)
+
+        assert len(ran) == 6
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert cursor.fetchone() == (6,)
 
     def test_a_refused_step_changes_nothing(self, rider, driver, make_user, make_trip, commits):
         trip = make_trip(rider, status="STARTED", driver=driver)
