@@ -10,23 +10,27 @@ COLLECTION_THRESHOLDS = (10_000, 5, 400)
 
 class Lifespan:
     """What every server process runs beside its requests: the sweeper that moves on
-    driver searches whose offers timed out (any process may take any search)."""
+    driver searches whose offers timed out (any process may take any search), and,
+    with Redis, the following of log-outs (`accounts.revocations`)."""
 
     async def __call__(self, scope, receive, send):
+        from accounts.sessions import revoked_sessions
         from dispatch.sweeper import searches_sweep_forever
 
-        sweeper = None
+        running = []
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 garbage_collector_tuned()
-                sweeper = asyncio.create_task(searches_sweep_forever())
+                running.append(asyncio.create_task(searches_sweep_forever()))
+                if (revoked := revoked_sessions()) is not None:
+                    running.append(asyncio.create_task(revoked.follow()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if sweeper is not None:
-                    sweeper.cancel()
+                for task in running:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
+                        await task
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
