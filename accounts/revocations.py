@@ -115,6 +115,9 @@ class RevokedSessions:
                     "Lost the log-outs' subscription (%r); reading Redis until it is back",
                     error,
                 )
+            except Exception:
+                # Whatever failed, the copy is not trusted until it is loaded again.
+                logger.exception("Following the log-outs failed; reading Redis until it is back")
             finally:
                 self.copy.lost()
                 self._following.changed()
