@@ -7,6 +7,7 @@ requests and which trip they are driving.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -53,6 +54,7 @@ CLOSE_SESSION_ENDED = 4001
 # Gone with no close frame heard.
 CLOSE_ABNORMALLY = 1006
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 # Enough for every offer a driver could still be looking at.
 OFFERS_REMEMBERED = 256
 
@@ -348,9 +350,11 @@ class TripConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope, receive, send):
         # As in Channels, but without its loop (`await_many_dispatch`), which makes a
-        # task and waits on two for every message: two long-lived readers, one for the
-        # client and one for the channel layer, take turns to handle what they read, so
-        # the socket still handles one message at a time, each source's in order.
+        # task and waits on two for every message: two long-lived readers, the client's
+        # in the socket's own task and the channel layer's in one more, take turns to
+        # handle what they read, so the socket still handles one message at a time,
+        # each source's in order. (A task of its own for each, in a task group, cost a
+        # socket about 2 KB more: docs/benchmarks.md, finding 50.)
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
@@ -363,20 +367,31 @@ class TripConsumer(AsyncWebsocketConsumer):
                 async with turn:
                     await self.dispatch(message)
 
+        layer_reader = asyncio.create_task(self._events_read(read))
         try:
-            async with asyncio.TaskGroup() as readers:
-                readers.create_task(read(receive))
-                readers.create_task(read(partial(self.channel_layer.receive, self.channel_name)))
-        except* StopConsumer:
-            pass
-        except* ClientDisconnected:
-            # uvicorn's `send` says the client has gone before its disconnect is read:
-            # the end of a socket, not an error of the server's.
+            await read(receive)
+        except (StopConsumer, ClientDisconnected):
+            # ClientDisconnected: uvicorn's `send` says the client has gone before its
+            # disconnect is read: the end of a socket, not an error of the server's.
             pass
         finally:
+            layer_reader.cancel()
+            await asyncio.wait([layer_reader])
             # However the socket ended, it leaves its groups, goes offline and stops
             # counting against its user (nothing left to do if its disconnect was read).
             await self.disconnect(CLOSE_ABNORMALLY)
+
+    async def _events_read(self, read) -> None:
+        """Read and handle the channel layer's events until the socket ends. A failure
+        closes the socket: its client's reader then hears the disconnect."""
+        try:
+            await read(partial(self.channel_layer.receive, self.channel_name))
+        except ClientDisconnected:
+            pass  # the client's reader hears of it
+        except Exception:
+            logger.exception("Failed to handle an event for socket %s", self.channel_name)
+            with contextlib.suppress(ClientDisconnected):
+                await self.close(code=CLOSE_INTERNAL_ERROR)
 
     async def dispatch(self, message):
         # Channels closes stale database connections before handling every message, on

@@ -12,7 +12,8 @@ from uvicorn.protocols.utils import ClientDisconnected
 from accounts.services import session_tokens_issue
 from config.asgi import application
 from conftest import PASSWORD
-from realtime.consumers import CLOSE_SESSION_ENDED
+from realtime.consumers import CLOSE_INTERNAL_ERROR, CLOSE_SESSION_ENDED, TripConsumer
+from realtime.delivery import user_group
 from realtime.limits import sockets_per_user
 from realtime.protocols import NATIVE_SUBPROTOCOL
 
@@ -287,3 +288,46 @@ async def test_a_client_gone_while_a_reply_is_on_its_way_ends_the_socket_cleanly
 
     assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]
     assert sockets_per_user.open[rider.id] == 0
+
+
+async def test_a_failure_handling_an_event_closes_the_socket_and_frees_it(
+    open_socket, channel_layer, rider, monkeypatch, caplog
+):
+    socket = await open_socket(rider)
+
+    async def failing(self, message):
+        raise RuntimeError("a bug in an event's handler")
+
+    monkeypatch.setattr(TripConsumer, "driver_location", failing)
+    await channel_layer.group_send(
+        user_group(rider.id), {"type": "driver.location", "position": {}}
+    )
+
+    assert await socket.closed_with() == CLOSE_INTERNAL_ERROR
+    assert "a bug in an event's handler" in caplog.text
+    await socket.communicator.send_input({"type": "websocket.disconnect", "code": 1011})
+    await socket.communicator.wait(timeout=2)
+    assert sockets_per_user.open[rider.id] == 0
+
+
+async def test_a_socket_reads_its_events_in_one_task_of_its_own(open_socket, rider):
+    """Its client's messages are read in the task it was given, to save a task and a
+    task group for every socket (docs/benchmarks.md, finding 50)."""
+    loop = asyncio.get_running_loop()
+    made = []
+
+    def counted(loop, coroutine, **kwargs):
+        made.append(coroutine.__qualname__)
+        return asyncio.Task(coroutine, loop=loop, **kwargs)
+
+    loop.set_task_factory(counted)
+    try:
+        socket = await open_socket(rider)
+        await socket.send({"type": "echo.message", "data": 1})
+        assert (await socket.receive())["data"] == 1
+    finally:
+        loop.set_task_factory(None)
+
+    assert [name for name in made if name.startswith("TripConsumer")] == [
+        "TripConsumer._events_read"
+    ]
