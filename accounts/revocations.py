@@ -39,6 +39,8 @@ HEARD_WITHIN = 3.0
 PING_EVERY = 1.0
 # How long a lost subscription waits before subscribing again.
 RESUBSCRIBE_AFTER = 1.0
+# How often the copy lets go of log-outs whose tokens have expired.
+PRUNE_EVERY = 60.0
 
 
 class RevokedSessionsCopy:
@@ -136,12 +138,14 @@ class RevokedSessions:
             following.changed()
             pruned_at = time.monotonic()
             while True:
+                # Whether the subscription is quiet or busy with log-outs, expired ones
+                # leave the copy.
+                if time.monotonic() - pruned_at > PRUNE_EVERY:
+                    self.copy.expired_dropped()
+                    pruned_at = time.monotonic()
                 message = await subscription.get_message(timeout=PING_EVERY)
                 if message is None:
                     await subscription.ping()
-                    if time.monotonic() - pruned_at > 60:
-                        self.copy.expired_dropped()
-                        pruned_at = time.monotonic()
                     continue
                 self.copy.heard()
                 if message["type"] == "message":

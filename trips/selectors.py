@@ -14,6 +14,7 @@ from config.composed_reads import (
     converted,
     converters_of,
     join,
+    prepared,
     text_literal,
 )
 from config.postgresql.kept_plans import plan_kept
@@ -149,7 +150,8 @@ class VisibleTrips:
             if status:
                 where, values = f"{where} AND t.status = %s", [*values, (_status, status)]
             self._statements = _composed_list(connection.vendor, where)
-            self._params = [field.get_db_prep_value(value, connection) for field, value in values]
+            fields, raw = zip(*values, strict=True)
+            self._params = prepared(fields, raw)
 
     def count(self) -> int:
         if self._statements is None:

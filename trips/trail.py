@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import connection
 
+from config.composed_reads import prepared
 from config.postgresql.kept_plans import plan_kept
 from dispatch.geo import distance_m
 from dispatch.positions import AcceptedPosition
@@ -17,15 +18,13 @@ from trips.models import TrailPoint
 
 # A point's columns, in the order each point's row is sent in.
 _POINT_FIELDS = ("lat", "lng", "heading", "speed", "accuracy", "measured_at")
+_TRIP = TrailPoint._meta.get_field("trip")
 
 
 def trail_distance_m(trip_id) -> float:
     """The length of the trip's trail, point to point along the great circle."""
-    trip = TrailPoint._meta.get_field("trip")
     with connection.cursor() as cursor:
-        cursor.execute(
-            _points_read(connection.vendor), [trip.get_db_prep_value(trip_id, connection)]
-        )
+        cursor.execute(_points_read(connection.vendor), prepared([_TRIP], [trip_id]))
         points = cursor.fetchall()
     return sum(distance_m(*a, *b) for a, b in itertools.pairwise(points))
 
@@ -91,9 +90,8 @@ def _trail_insert_from_json(trip_id, positions: list[AcceptedPosition]) -> None:
         # rather than send PostgreSQL what JSON cannot hold.
         allow_nan=False,
     )
-    trip = TrailPoint._meta.get_field("trip")
     with connection.cursor() as cursor:
-        cursor.execute(_insert_from_json(), [trip.get_db_prep_value(trip_id, connection), rows])
+        cursor.execute(_insert_from_json(), [*prepared([_TRIP], [trip_id]), rows])
 
 
 @functools.cache
@@ -101,16 +99,15 @@ def _insert_from_json() -> str:
     """The INSERT of a batch, its columns and types taken from the model: the trip's id,
     then one row a point from a JSON array of arrays in `_POINT_FIELDS` order."""
     quote = connection.ops.quote_name
-    trip = TrailPoint._meta.get_field("trip")
     fields = [TrailPoint._meta.get_field(name) for name in _POINT_FIELDS]
-    columns = ", ".join(quote(field.column) for field in (trip, *fields))
+    columns = ", ".join(quote(field.column) for field in (_TRIP, *fields))
     values = ", ".join(
         f"CAST(point ->> {index} AS {field.db_type(connection)})"
         for index, field in enumerate(fields)
     )
     return plan_kept(
         f"INSERT INTO {quote(TrailPoint._meta.db_table)} ({columns}) "
-        f"SELECT CAST(%s AS {trip.db_type(connection)}), {values} "
+        f"SELECT CAST(%s AS {_TRIP.db_type(connection)}), {values} "
         "FROM json_array_elements(CAST(%s AS json)) AS point"
     )
 

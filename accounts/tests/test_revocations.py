@@ -62,7 +62,7 @@ class TestFollowing:
     @pytest.fixture
     def processes(self, request):
         prefix = f"{settings.REDIS_KEY_PREFIX}:{request.node.name}"
-        yield [RevokedSessions(settings.REDIS_URL, prefix) for _ in range(2)]
+        return [RevokedSessions(settings.REDIS_URL, prefix) for _ in range(2)]
 
     @pytest.fixture
     def following(self):
