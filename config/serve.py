@@ -16,6 +16,8 @@ from django.conf import settings
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from config.websocket import WebSocketProtocol
+
 
 def worker_count() -> int:
     if not os.environ.get("REDIS_URL"):
@@ -89,7 +91,8 @@ def uvicorn_options() -> dict:
     return dict(
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        # uvicorn's "websockets-sansio", holding less for each socket.
+        ws=WebSocketProtocol,
         # Per-message deflate costs ~100 KB of zlib state per socket; positions and trip
         # events are small, so compression would buy little and cost most of the memory.
         ws_per_message_deflate=False,

@@ -5,14 +5,24 @@ process's while it waits for the reply, so every position and event a process se
 queues behind the one before it: under load the queue, not the work, sets the latency.
 Here the messages that queued while one round trip was out go together in the next.
 
-This reaches into channels_redis 4.3 (its per-loop layers and their shards), as pinned
-in requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves them.
+Each channel's messages wait in a `LeanQueue` (120 bytes) instead of an `asyncio.Queue`
+(3.3 KB): a channel is a socket (docs/benchmarks.md, finding 51).
+
+This reaches into channels_redis 4.3 (its per-loop layers, their shards and channel
+queues), as pinned in requirements/base.txt; `realtime/tests/test_layers.py` fails if an
+upgrade moves them.
 """
 
 import asyncio
 
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _wrap_close
 
+from config.lean_asyncio import LeanQueue
 from dispatch.redis_clients import Outbox
 
 
@@ -33,12 +43,30 @@ class PipelinedShardConnection(RedisSingleShardConnection):
         await pipeline.execute()
 
 
+class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
+    """channels_redis's layer for one event loop, publishing in pipelines and keeping
+    each channel's messages in a queue of a socket's worth of memory."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._shards = [PipelinedShardConnection(shard.host, self) for shard in self._shards]
+
+    async def _subscribe_to_channel(self, channel):
+        # As channels_redis's, with a lean queue.
+        self.channels[channel] = LeanQueue()
+        await self._get_shard(channel).subscribe(channel)
+
+
 class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
-    """`RedisPubSubChannelLayer`, configured the same way, with pipelined publishing."""
+    """`RedisPubSubChannelLayer`, configured the same way, with `PipelinedPubSubLoopLayer`
+    for each event loop."""
 
     def _get_layer(self):
-        new = asyncio.get_running_loop() not in self._layers
-        layer = super()._get_layer()
-        if new:
-            layer._shards = [PipelinedShardConnection(shard.host, layer) for shard in layer._shards]
-        return layer
+        # As channels_redis's, with the loop layer above.
+        loop = asyncio.get_running_loop()
+        if loop not in self._layers:
+            self._layers[loop] = PipelinedPubSubLoopLayer(
+                *self._args, **self._kwargs, channel_layer=self
+            )
+            _wrap_close(self, loop)
+        return self._layers[loop]

@@ -8,6 +8,7 @@ from channels.layers import get_channel_layer
 from redis.asyncio.connection import DefaultParser
 from redis.utils import HIREDIS_AVAILABLE
 
+from config.lean_asyncio import LeanQueue
 from realtime.layers import PipelinedShardConnection
 
 pytestmark = pytest.mark.redis
@@ -36,6 +37,17 @@ async def test_messages_sent_at_once_arrive_in_order_in_fewer_round_trips(monkey
     assert received == list(range(50))
     assert sum(pipelines) == 50
     assert len(pipelines) < 50
+    await layer.flush()
+
+
+async def test_a_channel_s_messages_wait_in_a_lean_queue():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+
+    await layer.send(channel, {"type": "trip.event", "n": 1})
+
+    assert type(layer._get_layer().channels[channel]) is LeanQueue
+    assert await layer.receive(channel) == {"type": "trip.event", "n": 1}
     await layer.flush()
 
 

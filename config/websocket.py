@@ -1,0 +1,39 @@
+"""uvicorn's WebSocket protocol, holding less for each open socket.
+
+A socket is held for as long as a rider or driver has the app open, so whatever its
+protocol object keeps is multiplied by every socket a worker holds. uvicorn's
+`websockets-sansio` protocol keeps, for the connection's life, an `asyncio.Queue` and
+an `asyncio.Event` (4.2 KB empty, see `config.lean_asyncio`) and the handshake's
+request and response as `websockets` parsed them, headers and all (about 3 KB), which
+it needs only until the handshake is answered. The application has the request's
+headers in its scope (docs/benchmarks.md, finding 51).
+
+This relies on uvicorn 0.54's attributes of that protocol, as pinned in
+requirements/base.txt; `config/tests/test_websocket.py` fails if an upgrade moves them.
+"""
+
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from config.lean_asyncio import LeanEvent, LeanQueue
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = LeanQueue()
+        self.writable = LeanEvent()
+        self.writable.set()
+
+    def handle_connect(self, event) -> None:
+        super().handle_connect(event)
+        # The scope has the request's headers, and the response made from it is all the
+        # handshake still needs. `websockets` keeps the request for the connection's life
+        # (its parser's frame does), so emptying it, not letting go of it, frees them.
+        event.headers.clear()
+
+    async def send(self, message) -> None:
+        await super().send(message)
+        if self.handshake_complete:
+            self.response = None
