@@ -5,8 +5,9 @@ protocol object keeps is multiplied by every socket a worker holds. uvicorn's
 `websockets-sansio` protocol keeps, for the connection's life, an `asyncio.Queue` and
 an `asyncio.Event` (4.2 KB empty, see `config.lean_asyncio`) and the handshake's
 request and response as `websockets` parsed them, headers and all (about 3 KB), which
-it needs only until the handshake is answered. The application has the request's
-headers in its scope (docs/benchmarks.md, finding 51).
+it needs only until the handshake is answered; and the scope's headers, which taxi
+reads only in the handshake. The application sees the headers in its scope until it
+accepts or refuses the socket, and an empty list after (docs/benchmarks.md, finding 51).
 
 This relies on uvicorn 0.54's attributes of that protocol, as pinned in
 requirements/base.txt; `config/tests/test_websocket.py` fails if an upgrade moves them.
@@ -28,12 +29,17 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
-        # The scope has the request's headers, and the response made from it is all the
-        # handshake still needs. `websockets` keeps the request for the connection's life
-        # (its parser's frame does), so emptying it, not letting go of it, frees them.
+        # The scope has what the request carried, and the response made from it is all
+        # the handshake still needs. `websockets` keeps the request for the connection's
+        # life (its parser's frame does), so emptying it, not letting go of it, frees
+        # its headers and its path (which holds the socket's token, about 0.5 KB).
         event.headers.clear()
+        event.path = ""
 
     async def send(self, message) -> None:
         await super().send(message)
         if self.handshake_complete:
             self.response = None
+            # The application has read the headers for its handshake (origin and
+            # credentials); every copy of the scope shares this one list.
+            self.scope["headers"].clear()

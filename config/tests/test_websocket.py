@@ -30,6 +30,7 @@ async def echo(scope, receive, send):
     assert dict(scope["headers"])[b"x-rider"] == b"17"
     assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept", "subprotocol": "taxi.v1"})
+    assert scope["headers"] == []  # the handshake's, let go of once it is answered
     while (message := await receive())["type"] == "websocket.receive":
         await send({"type": "websocket.send", "text": message["text"].upper()})
 
@@ -60,6 +61,7 @@ async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_even
             (protocol,) = state.connections
             (request,) = Recorded.requests
             assert len(request.headers) == 0  # the application had them in its scope
+            assert request.path == ""
             gc.collect()
             assert [response() for response in Recorded.responses] == [None]
             kept = [type(value) for value in vars(protocol).values()]
