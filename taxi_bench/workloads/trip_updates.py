@@ -120,11 +120,15 @@ async def run(context: Context, args) -> Outcome:
     start = time.monotonic() + 0.1
     end = min(start + args.duration, context.deadline - args.grace)
     # Each pair steps every `period`; whole rounds only, so no trip is left half done.
+    # Every pair runs as many rounds: staggered by less than a period, each pair's last
+    # step still comes before `end`, and together they offer `rate` steps a second for
+    # exactly those rounds, the time the rate is counted over.
     period = max(1, len(pairs)) / (args.rate / context.shards)
+    round_seconds = len(STEPS) * period
+    whole_rounds = int((end - start) / round_seconds)
 
     async def drive(index: int, pair: Pair) -> None:
         offset = staggered(index, len(pairs), period)
-        whole_rounds = int((end - start - offset) / (len(STEPS) * period))
         timeline = Timeline(start, period, end, offset=offset, count=whole_rounds * len(STEPS))
         trip_id = None
         async for step_number, scheduled_at in timeline.ticks():
@@ -166,7 +170,8 @@ async def run(context: Context, args) -> Outcome:
                 outcome.counts[f"send_failed:{type(error).__name__}"] += 1
 
     await asyncio.gather(*(drive(index, pair) for index, pair in enumerate(pairs)))
-    await context.measured(outcome, ledger, start=start, end=end, grace=args.grace)
+    offered_until = start + whole_rounds * round_seconds
+    await context.measured(outcome, ledger, start=start, end=offered_until, grace=args.grace)
     await asyncio.gather(*(pair.close() for pair in pairs))
     return outcome
 
