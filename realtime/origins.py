@@ -39,7 +39,8 @@ class OriginCheck:
 
 
 def _origin_allowed_for(scope) -> bool:
-    headers = dict(scope.get("headers", []))
+    # Lowercased, as ASGI wants them, whether or not the server did.
+    headers = {name.lower(): value for name, value in scope.get("headers", [])}
     origin = headers.get(b"origin")
     host = headers.get(b"host")
     return origin is None or origin_allowed(

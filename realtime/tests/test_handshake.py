@@ -98,6 +98,16 @@ class TestOrigins:
             headers=[(b"origin", b"https://evil.example"), (b"host", b"taxi.example.com")],
         )
 
+    async def test_other_sites_are_refused_however_the_header_is_spelt(self, refused, rider):
+        # ASGI servers lowercase header names; uvicorn's WebSocket protocol, first on a
+        # connection, passes the client's spelling. The check must not depend on which.
+        tokens = await tokens_for(rider)
+
+        assert await refused(
+            f"/taxi/?token={tokens['access']}",
+            headers=[(b"Origin", b"https://evil.example"), (b"Host", b"taxi.example.com")],
+        )
+
     async def test_the_null_origin_is_refused(self, refused, rider):
         tokens = await tokens_for(rider)
 
