@@ -28,9 +28,16 @@ def _tracking(pairs: int, rate: float, duration: float, processes: int) -> tuple
     )
 
 
+# The throughput runs offer this much more than their targets. A rate is counted until
+# the last message arrives, so a run offering exactly the target could only come out
+# just below it (999.9 events a second for 1 000 offered, all delivered within 24 ms):
+# keeping up with a little more is what shows the target held.
+OVER_TARGET = 1.02
+
+
 def standard_sizes() -> Sizes:
     """The issue's targets, sized for two cores with the generator on the same machine."""
-    tracking = _tracking(5000, 1, 20, processes=2)
+    tracking = _tracking(5000, OVER_TARGET, 20, processes=2)
     # More than the target, to compare taxi with the raw relay nearer their limits; not
     # 2 a second, the most the server accepts from a driver on average: at that rate every
     # stall of the loaded server beyond what POSITION_BURST absorbs would cost refusals.
@@ -51,7 +58,7 @@ def standard_sizes() -> Sizes:
             Run(
                 "trip updates",
                 "trip-updates",
-                ("--pairs", "500", "--rate", "1000", "--duration", "20"),
+                ("--pairs", "500", "--rate", str(1000 * OVER_TARGET), "--duration", "20"),
             ),
             # Below the target, at a rate two cores keep up with: the latency there,
             # beside the overload above.
