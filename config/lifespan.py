@@ -5,7 +5,7 @@ import gc
 # Young objects allocated between two collections of the youngest generation (Python's
 # default: 700), and how many collections of each generation make one of the next (10
 # and 10). See `garbage_collector_tuned`.
-COLLECTION_THRESHOLDS = (10_000, 5, 400)
+COLLECTION_THRESHOLDS = (50_000, 5, 400)
 
 
 class Lifespan:
@@ -50,6 +50,14 @@ def garbage_collector_tuned() -> None:
     process, are shorter: at 4 000 tracked drivers the longest 85-131 ms against
     116-164, in dispatch 24-41 ms against 50-74 (docs/benchmarks.md, finding 36). A full
     collection still waits for as many young ones as before (5 x 400 = 20 x 100).
+
+    A young collection is not short either: every socket waits on objects it made for
+    its last message (a coroutine, a future, the parser's generator), young and alive,
+    so each young collection walks them all, some 60 000 in a process holding 5 000
+    sockets, 20-70 ms. Their number does not grow with the threshold, only what was
+    allocated besides them, so a young collection waits for 50 000 allocations more than
+    frees: in tracking at 5 000 drivers, one a minute instead of one every five seconds
+    (finding 52).
     """
     gc.collect()
     gc.freeze()
