@@ -66,13 +66,17 @@ async def test_a_reader_waits_for_the_next_item():
     assert queue.empty()
 
 
+async def cancelled_while_waiting(wait) -> None:
+    waiting = asyncio.create_task(wait)
+    await asyncio.sleep(0)  # now waiting
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
 async def test_a_reader_cancelled_while_waiting_loses_nothing():
     queue = LeanQueue()
-    reader = asyncio.create_task(queue.get())
-    await asyncio.sleep(0)
-    reader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await reader
+    await cancelled_while_waiting(queue.get())
 
     queue.put_nowait("event")
 
@@ -139,11 +143,7 @@ async def test_setting_the_event_wakes_every_waiter_and_clearing_it_makes_them_w
 
 async def test_a_waiter_cancelled_is_forgotten():
     event = LeanEvent()
-    waiter = asyncio.create_task(event.wait())
-    await asyncio.sleep(0)
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
+    await cancelled_while_waiting(event.wait())
 
     assert event._waiters == []
     event.set()
