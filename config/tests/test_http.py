@@ -1,4 +1,5 @@
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -6,7 +7,12 @@ from asgiref import sync
 from channels.testing import HttpCommunicator
 from django.core.signals import request_started
 from django.db import connections
+from django.http import HttpRequest, HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
 
+from accounts.services import session_tokens_issue
 from config.asgi import application
 from config.http import RequestThreads
 
@@ -100,3 +106,73 @@ async def test_closing_the_threads_closes_their_database_connections_and_ends_th
     assert used.connection is None
     with pytest.raises(RuntimeError):
         thread.submit(connected)
+
+
+# --- What a request leaves behind ----------------------------------------------------------
+
+
+async def served_as_uvicorn_serves(path: str, token: str) -> int:
+    """A GET through the application, whose `receive` says the client has gone once
+    the response is complete, as uvicorn's does on a kept-alive connection."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"limit=20",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    body_read, complete = False, asyncio.Event()
+    statuses = []
+
+    async def receive():
+        nonlocal body_read
+        if not body_read:
+            body_read = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await complete.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        elif not message.get("more_body"):
+            complete.set()
+
+    await application(scope, receive, send)
+    return statuses[0]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_its_response_and_its_view_are_freed_without_the_collector(rider):
+    # The trip list, the hottest request. A reference cycle among them would leave them
+    # to the garbage collector, whose every young collection they then make longer
+    # (docs/benchmarks.md, finding 53).
+    token = (await sync.sync_to_async(session_tokens_issue)(user=rider))["access"]
+    assert await served_as_uvicorn_serves("/api/trip/", token) == 200  # warmed up
+
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        statuses = [await served_as_uvicorn_serves("/api/trip/", token) for _ in range(3)]
+        gc.collect()
+        left = [
+            type(garbage).__name__
+            for garbage in gc.garbage
+            if isinstance(
+                garbage,
+                (HttpRequest, HttpResponseBase, APIView, Request, BaseSerializer, Exception),
+            )
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+    assert statuses == [200, 200, 200]
+    assert left == []
