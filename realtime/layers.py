@@ -45,7 +45,7 @@ class PipelinedShardConnection(RedisSingleShardConnection):
 
 class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
     """channels_redis's layer for one event loop, publishing in pipelines and keeping
-    each channel's messages in a queue of a socket's worth of memory."""
+    each channel's messages in a `LeanQueue`."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
