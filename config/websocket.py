@@ -38,7 +38,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message) -> None:
         await super().send(message)
-        if self.handshake_complete:
+        # Once, as the handshake is answered; not again for every later message.
+        if self.handshake_complete and self.response is not None:
             self.response = None
             # The application has read the headers for its handshake (origin and
             # credentials); every copy of the scope shares this one list.
