@@ -9,13 +9,26 @@ from accounts.selectors import user_by_id
 
 
 class RevocableJWTAuthentication(JWTAuthentication):
-    """simplejwt's checks (signature, type, expiry, active user) plus log-out."""
+    """simplejwt's checks (signature, type, expiry, active user) plus log-out.
+
+    They come in two parts: the token's own (`token_checked`), which need no I/O, so a
+    socket's handshake makes them on the event loop; and its session's and user's
+    (`session_check`, `get_user`), which may read Redis and do read the database.
+    """
 
     def get_validated_token(self, raw_token):
-        token = super().get_validated_token(raw_token)
+        token = self.token_checked(raw_token)
+        self.session_check(token)
+        return token
+
+    def token_checked(self, raw_token):
+        """simplejwt's checks of the token itself: signature, type, expiry."""
+        return super().get_validated_token(raw_token)
+
+    @staticmethod
+    def session_check(token) -> None:
         if sessions.is_revoked(token.get(sessions.SESSION_CLAIM)):
             raise InvalidToken({"detail": _("This session has been logged out.")})
-        return token
 
     def get_user(self, validated_token):
         """The token's user, refused as simplejwt refuses them, read with a composed

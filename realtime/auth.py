@@ -3,9 +3,15 @@
 `?token=` (an access JWT, the course's way) and `?ticket=` (a one-time ticket) take
 precedence over the session cookie, which is only looked up without them; a token or
 ticket that does not check out leaves the socket anonymous, so the consumer refuses the
-handshake. The result is `scope["user"]`
-and `scope["auth"]`, which says when the credentials expire and which log-in session
-they belong to.
+handshake. The result is `scope["user"]` and `scope["auth"]`, which says when the
+credentials expire and which log-in session they belong to.
+
+A token is checked here only as far as it can be without I/O (signature, type, expiry),
+on the event loop: the socket is then anonymous but for `scope["claims"]`, and the
+consumer confirms the token's session and user (`token_user`) in the thread hop in
+which it reads the socket's state, one hop for the handshake instead of two
+(docs/benchmarks.md, finding 54). Anything that does not know of the claims sees an
+anonymous socket.
 """
 
 from dataclasses import dataclass
@@ -16,6 +22,8 @@ from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import Token
 
 from accounts import sessions
 from accounts.authentication import RevocableJWTAuthentication
@@ -31,15 +39,50 @@ class SocketAuth:
     expires_at: float | None = None
 
 
-@db
-def _from_token(raw: str) -> tuple[User, SocketAuth] | None:
-    authentication = RevocableJWTAuthentication()
+class TokenClaims:
+    """An access token that checked out on its own, and who it says the socket is; its
+    session and its user are still to be confirmed (`token_user`).
+
+    The scope is copied on its way to the consumer, and every copy lasts as long as the
+    socket: the token is taken from the claims once (`take`), so that none keeps it."""
+
+    __slots__ = ("_token", "user_id")
+
+    def __init__(self, token: Token, user_id: int):
+        self._token: Token | None = token
+        self.user_id = user_id
+
+    def take(self) -> Token:
+        token, self._token = self._token, None
+        if token is None:
+            raise RuntimeError("These claims' token was taken already.")
+        return token
+
+
+_authentication = RevocableJWTAuthentication()
+
+
+def _token_claims(raw: str) -> tuple[TokenClaims, SocketAuth] | None:
+    """No I/O: simplejwt's own checks of the token (signature, type, expiry)."""
     try:
-        token = authentication.get_validated_token(raw)
-        user = authentication.get_user(token)
+        token = _authentication.token_checked(raw)
+    except (InvalidToken, TokenError):
+        return None
+    user_id = token.get(api_settings.USER_ID_CLAIM)
+    if user_id is None:
+        return None
+    auth = SocketAuth(token.get(sessions.SESSION_CLAIM), float(token["exp"]))
+    return TokenClaims(token, user_id), auth
+
+
+def token_user(token: Token) -> User | None:
+    """The token's user, unless its session was logged out or the user is gone or
+    inactive (simplejwt's checks of a token's user). Reads the database."""
+    try:
+        _authentication.session_check(token)
+        return _authentication.get_user(token)
     except (InvalidToken, AuthenticationFailed, TokenError):
         return None
-    return user, SocketAuth(token.get(sessions.SESSION_CLAIM), float(token["exp"]))
 
 
 @db
@@ -82,10 +125,15 @@ class SocketAuthMiddleware:
 
 async def _credentials(scope) -> dict | None:
     """The socket's `user` and `auth` from its `?token=` or `?ticket=`, anonymous if
-    they do not check out; None without either."""
+    they do not check out (and for a token that does, its `claims`); None without
+    either."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if "token" in query:
-        found = await _from_token(query["token"][0])
+        checked = _token_claims(query["token"][0])
+        if checked is not None:
+            claims, auth = checked
+            return {"user": AnonymousUser(), "auth": auth, "claims": claims}
+        found = None
     elif "ticket" in query:
         found = await _from_ticket(query["ticket"][0])
     else:

@@ -18,6 +18,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
+from rest_framework_simplejwt.tokens import Token
 from uvicorn.protocols.utils import ClientDisconnected
 
 from accounts.models import User
@@ -27,7 +28,7 @@ from dispatch import services as dispatch
 from dispatch.location_index import location_index
 from dispatch.positions import AcceptedPosition
 from dispatch.tracking import last_positions, position_share
-from realtime.auth import SocketAuth
+from realtime.auth import SocketAuth, TokenClaims, token_user
 from realtime.commands import SessionEnded, acting_user, command_execute
 from realtime.database import db
 from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, session_group, user_group
@@ -63,7 +64,18 @@ class InternalError(DomainError):
     code = "internal"
 
 
-def _connection_state(user: User) -> dict:
+def _may_connect(user) -> bool:
+    return user.is_authenticated and (user.is_rider or user.is_driver)
+
+
+def _connection_state(user: User | Token) -> dict | None:
+    """What a socket starts from: its user, and their active trips. A token's session
+    and user are confirmed here, in the same thread hop; None if they do not hold, or
+    the user may not connect."""
+    if isinstance(user, Token):
+        user = token_user(user)
+        if user is None or not _may_connect(user):
+            return None
     trips = sorted(trips_active_for(user), key=lambda trip: trip.created, reverse=True)
     driving = next(
         (
@@ -74,7 +86,8 @@ def _connection_state(user: User) -> dict:
         None,
     )
     return {
-        "user": user_representation(user),
+        "user": user,
+        "representation": user_representation(user),
         "trips": [trip_payload(trip) for trip in trips],
         "driving": (str(driving.id), driving.rider_id) if driving else (None, None),
         "driven": [str(trip.id) for trip in trips if trip.driver_id is not None],
@@ -90,19 +103,31 @@ def _may_go_online(user: User) -> bool:
 
 
 class TripConsumer(AsyncWebsocketConsumer):
+    # Who the socket counts against (`sockets_per_user`), from its admission on.
+    admitted: int | None = None
+    # Who the socket is, once confirmed; None again once it has ended.
     user: User | None = None
+    expiry: asyncio.TimerHandle | None = None
+    driving: str | None = None
+    online = False
 
     async def connect(self):
+        # A token's claims are confirmed with the socket's state below; a ticket or a
+        # cookie has confirmed its user already.
+        claims: TokenClaims | None = self.scope.get("claims")
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not (user.is_rider or user.is_driver):
+        if claims is not None:
+            user_id = claims.user_id
+        elif user is not None and _may_connect(user):
+            user_id = user.id
+        else:
             await self.close()
             return
-        if not sockets_per_user.admit(user.id, settings.WEBSOCKET_MAX_SOCKETS_PER_USER):
+        if not sockets_per_user.admit(user_id, settings.WEBSOCKET_MAX_SOCKETS_PER_USER):
             await self.close()
             return
-        self.user = user
+        self.admitted = user_id
         self.joined: set[str] = set()
-        self.expiry: asyncio.TimerHandle | None = None
         self.rate = MessageRate(
             settings.WEBSOCKET_MESSAGES_PER_SECOND, settings.WEBSOCKET_MESSAGE_BURST
         )
@@ -112,10 +137,15 @@ class TripConsumer(AsyncWebsocketConsumer):
 
         # Join before reading the state, so no change can fall between the two, and
         # accept only then, so a client that hears "connected" is already listening.
-        await self._join(user_group(user.id))
+        await self._join(user_group(user_id))
         if auth.session_id:
             await self._join(session_group(auth.session_id))
-        state = await db(_connection_state)(user)
+        state = await db(_connection_state)(claims.take() if claims else user)
+        if state is None:
+            await self.disconnect(CLOSE_ABNORMALLY)  # leaves its groups, counts no more
+            await self.close()
+            return
+        user = self.user = state["user"]
         self.driving, self.driving_rider = state["driving"]
         self.dropped: str | None = None
         # The offers this socket showed, oldest first, to tell it when they are over.
@@ -134,7 +164,7 @@ class TripConsumer(AsyncWebsocketConsumer):
         await self._sync_availability()
         await self.accept(subprotocol=self.protocol.subprotocol)
         snapshot = self.protocol.snapshot(
-            user=state["user"],
+            user=state["representation"],
             trips=state["trips"],
             online=self.online,
             positions=await last_positions().positions_of(state["driven"]),
@@ -146,7 +176,7 @@ class TripConsumer(AsyncWebsocketConsumer):
             self.expiry = asyncio.get_running_loop().call_later(delay, self._credentials_expired)
 
     async def disconnect(self, code):
-        if self.user is None:
+        if self.admitted is None:
             return
         if self.expiry is not None:
             self.expiry.cancel()
@@ -154,13 +184,13 @@ class TripConsumer(AsyncWebsocketConsumer):
             if self.driving is not None:
                 await self._positions_flush()
             if self.online:
-                await location_index().driver_remove(self.user.id)
+                await location_index().driver_remove(self.admitted)
             for group in self.joined:
                 await self.channel_layer.group_discard(group, self.channel_name)
         finally:
             # Whatever failed above, the socket no longer counts against its user.
-            sockets_per_user.release(self.user.id)
-            self.user = None
+            sockets_per_user.release(self.admitted)
+            self.admitted = self.user = None
 
     # --- From the client ------------------------------------------------------------------
 
@@ -399,6 +429,8 @@ class TripConsumer(AsyncWebsocketConsumer):
         # of a process's sockets queueing for that thread. This consumer never touches
         # the database on the event loop; `db()` returns each connection as its work
         # ends, so there is nothing to close.
+        if self.user is None and not message["type"].startswith("websocket."):
+            return  # an event for a socket refused, or ended, since its groups heard it
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

@@ -5,13 +5,17 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 from uvicorn.protocols.utils import ClientDisconnected
 
 from accounts.services import session_tokens_issue
 from config.asgi import application
 from conftest import PASSWORD
+from realtime.auth import token_user
 from realtime.consumers import CLOSE_INTERNAL_ERROR, CLOSE_SESSION_ENDED, TripConsumer
 from realtime.delivery import user_group
 from realtime.limits import sockets_per_user
@@ -22,6 +26,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def tokens_for(user) -> dict:
     return await sync_to_async(session_tokens_issue)(user=user)
+
+
+async def log_out(api_client, tokens: dict) -> None:
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    response = await sync_to_async(api_client.post)(
+        "/api/log_out/", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert response.status_code == 204
 
 
 async def test_course_client_connects_with_its_token(open_socket, rider):
@@ -62,13 +74,9 @@ async def test_expired_token_is_refused(refused, rider):
     assert await refused(f"/taxi/?token={token}")
 
 
-async def test_token_of_a_logged_out_session_is_refused(refused, rider, client_for, api_client):
+async def test_token_of_a_logged_out_session_is_refused(refused, rider, api_client):
     tokens = await tokens_for(rider)
-    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
-    response = await sync_to_async(api_client.post)(
-        "/api/log_out/", {"refresh": tokens["refresh"]}, format="json"
-    )
-    assert response.status_code == 204
+    await log_out(api_client, tokens)
 
     assert await refused(f"/taxi/?token={tokens['access']}")
 
@@ -87,6 +95,61 @@ async def test_user_without_a_role_is_refused(refused, make_user):
     tokens = await tokens_for(user)
 
     assert await refused(f"/taxi/?token={tokens['access']}")
+
+
+class TestATokensHandshake:
+    """A token is checked on the event loop; its session and user are confirmed in the
+    thread hop that reads the socket's state (docs/benchmarks.md, finding 54)."""
+
+    async def test_goes_to_a_worker_thread_once(self, open_socket, rider, monkeypatch):
+        hops = []
+
+        def counted(function, **kwargs):
+            hops.append(function)
+            return database_sync_to_async(function, **kwargs)
+
+        monkeypatch.setattr("realtime.database.database_sync_to_async", counted)
+        socket = await open_socket(rider, native=True)
+
+        assert socket.snapshot["user"]["id"] == rider.id
+        assert len(hops) == 1
+
+    async def test_refused_once_its_user_is_read_leaves_nothing_held(
+        self, open_socket, refused, rider, api_client, settings
+    ):
+        settings.WEBSOCKET_MAX_SOCKETS_PER_USER = 1
+        tokens = await tokens_for(rider)
+        await log_out(api_client, tokens)
+
+        assert await refused(f"/taxi/?token={tokens['access']}")
+        assert sockets_per_user.open[rider.id] == 0
+        await open_socket(rider)  # the one socket the rider may hold is still theirs
+
+    async def test_refused_hears_nothing_its_groups_heard_meanwhile(
+        self, rider, api_client, monkeypatch, caplog, settings
+    ):
+        # The in-memory layer has the event in the socket's channel before the hop
+        # ends; over Redis it would arrive at its own pace, maybe after the refusal.
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        channel_layer = get_channel_layer()
+        tokens = await tokens_for(rider)
+        await log_out(api_client, tokens)
+
+        def heard_while_confirming(token):
+            event = {"type": "trip.event", "kind": "trip.updated", "trip": {}}
+            async_to_sync(channel_layer.group_send)(user_group(rider.id), event)
+            return token_user(token)
+
+        monkeypatch.setattr("realtime.consumers.token_user", heard_while_confirming)
+        communicator = WebsocketCommunicator(application, f"/taxi/?token={tokens['access']}")
+        connected, _ = await communicator.connect(timeout=3)
+        assert not connected
+        # Handled after what the socket's groups heard while it was confirmed.
+        await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+        await communicator.wait(timeout=2)
+
+        assert "Failed to handle" not in caplog.text
+        assert await communicator.receive_nothing()
 
 
 class TestOrigins:
