@@ -8,7 +8,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts import sessions
 from accounts.errors import InvalidRefreshToken, UsernameTaken
 from accounts.models import User
-from realtime.delivery import SESSION_END, deliver_on_commit, session_group, to_group, user_group
+from realtime.delivery import SESSION_END, deliver_on_commit, sessions_end, to_group, user_group
 
 
 def user_sign_up(
@@ -86,9 +86,9 @@ def user_log_out(*, request, user: User, refresh: str | None) -> None:
             sessions.revoke(sid)
             ended.append(sid)
     logout(request)
-    deliver_on_commit(
-        [to_group(session_group(sid), SESSION_END) for sid in ended if sid is not None]
-    )
+    ended = [sid for sid in ended if sid is not None]
+    if ended:
+        deliver_on_commit([to_group(user_group(user.pk), sessions_end(ended))])
 
 
 def user_sockets_close(*, user: User) -> None:

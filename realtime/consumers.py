@@ -31,7 +31,7 @@ from dispatch.tracking import last_positions, position_share
 from realtime.auth import SocketAuth, TokenClaims, token_user
 from realtime.commands import SessionEnded, acting_user, command_execute
 from realtime.database import db
-from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, session_group, user_group
+from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, user_group
 from realtime.limits import MessageRate, sockets_per_user
 from realtime.protocols import (
     NATIVE_SUBPROTOCOL,
@@ -137,9 +137,8 @@ class TripConsumer(AsyncWebsocketConsumer):
 
         # Join before reading the state, so no change can fall between the two, and
         # accept only then, so a client that hears "connected" is already listening.
+        self.session_id = auth.session_id
         await self._join(user_group(user_id))
-        if auth.session_id:
-            await self._join(session_group(auth.session_id))
         state = await db(_connection_state)(claims.take() if claims else user)
         if state is None:
             await self.disconnect(CLOSE_ABNORMALLY)  # leaves its groups, counts no more
@@ -321,7 +320,9 @@ class TripConsumer(AsyncWebsocketConsumer):
             await self._send(reply)
 
     async def session_end(self, message):
-        await self.close(code=CLOSE_SESSION_ENDED)
+        ended = message.get("sessions")  # None: every session of the user
+        if ended is None or self.session_id in ended:
+            await self.close(code=CLOSE_SESSION_ENDED)
 
     # --- Driver availability ------------------------------------------------------------
 

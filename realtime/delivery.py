@@ -25,7 +25,7 @@ AVAILABLE_DRIVERS = "drivers.available"
 # goes to both groups, so it reaches everyone who heard the offer without going to
 # every driver socket of every process.
 DRIVERS_STILL_OFFERED = "drivers.still-offered"
-# Tells every socket that receives it to close: its session or its user is no more.
+# Tells every socket that receives it to close: its user is no more.
 SESSION_END = {"type": "session.end"}
 
 # A message for a group or a single channel: ("group", name, message) or
@@ -38,8 +38,12 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-def session_group(session_id: str) -> str:
-    return f"session.{session_id}"
+def sessions_end(session_ids: list[str]) -> dict:
+    """Tells the sockets of these log-in sessions to close, and no other. It goes to
+    their user's group, which every socket of theirs is in: a group of its own for
+    each session would cost each socket one more subscription (docs/benchmarks.md,
+    finding 55)."""
+    return {**SESSION_END, "sessions": session_ids}
 
 
 def to_group(name: str, message: dict) -> Delivery:

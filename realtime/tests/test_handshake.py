@@ -276,6 +276,25 @@ class TestClosedByTheServer:
         await laptop_socket.send({"type": "echo.message", "data": "still here"})
         assert (await laptop_socket.receive())["data"] == "still here"
 
+    async def test_when_its_web_session_logs_out(self, open_socket, rider, client):
+        await sync_to_async(client.force_login)(rider)
+        cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+        page_socket = await open_socket(
+            rider,
+            query="",
+            headers=[
+                (b"cookie", cookie),
+                (b"origin", b"http://testserver"),
+                (b"host", b"testserver"),
+            ],
+        )
+        app_socket = await open_socket(rider)
+
+        assert (await sync_to_async(client.post)("/api/log_out/")).status_code == 204
+
+        assert await page_socket.closed_with() == CLOSE_SESSION_ENDED
+        assert await app_socket.receive_nothing()
+
     async def test_at_the_next_step_of_a_user_deactivated_behind_its_back(
         self, open_socket, rider, driver, make_trip
     ):
