@@ -6,6 +6,12 @@ import time
 from taxi_bench.processes import ProcessWatch, process_tree, sample
 
 
+def burn_here(seconds: float) -> None:
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
 def test_a_process_tree_includes_children():
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
@@ -22,9 +28,7 @@ def test_memory_and_cpu_between_checkpoints():
     watch = ProcessWatch([os.getpid()])
     watch.mark("before")
     ballast = bytearray(64 * 1024 * 1024)
-    busy_until = time.process_time() + 0.2
-    while time.process_time() < busy_until:
-        pass
+    burn_here(0.2)
     watch.mark("after")
     report = watch.report()
     grown = report["rss_bytes"]["after"] - report["rss_bytes"]["before"]
@@ -59,12 +63,6 @@ def burn_in_a_child(seconds: float) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-def burn_here(seconds: float) -> None:
-    until = time.process_time() + seconds
-    while time.process_time() < until:
-        pass
 
 
 def share_of_the_busiest(report: dict) -> float:
