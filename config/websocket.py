@@ -9,15 +9,45 @@ it needs only until the handshake is answered; and the scope's headers, which ta
 reads only in the handshake. The application sees the headers in its scope until it
 accepts or refuses the socket, and an empty list after (docs/benchmarks.md, finding 51).
 
+It also writes the handshake's response together with whatever the application sends
+in the same turn of the event loop (taxi's snapshot): one write to the socket where
+uvicorn makes one a message, for the server and for the client that reads it
+(docs/benchmarks.md, finding 56).
+
 This relies on uvicorn 0.54's attributes of that protocol, as pinned in
 requirements/base.txt; `config/tests/test_websocket.py` fails if an upgrade moves them.
 """
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from config.lean_asyncio import LeanEvent, LeanQueue
+
+
+class HeldWrites:
+    """A transport whose writes are held, to be written as one (`release`); anything
+    else is the transport's own, and a close writes what is held first."""
+
+    def __init__(self, transport: asyncio.Transport):
+        self.transport = transport
+        self.held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.held.append(data)
+
+    def close(self) -> None:
+        self.release()
+        self.transport.close()
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        if held and not self.transport.is_closing():
+            self.transport.write(b"".join(held))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -37,6 +67,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         event.path = ""
 
     async def send(self, message) -> None:
+        if message["type"] == "websocket.accept" and not self.handshake_complete:
+            held = self.transport = HeldWrites(self.transport)
+            asyncio.get_running_loop().call_soon(self._writes_release, held)
         await super().send(message)
         # Once, as the handshake is answered; not again for every later message.
         if self.handshake_complete and self.response is not None:
@@ -44,3 +77,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # The application has read the headers for its handshake (origin and
             # credentials); every copy of the scope shares this one list.
             self.scope["headers"].clear()
+
+    def _writes_release(self, held: HeldWrites) -> None:
+        self.transport = held.transport
+        held.release()

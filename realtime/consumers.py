@@ -161,13 +161,15 @@ class TripConsumer(AsyncWebsocketConsumer):
             user.is_driver and self.protocol.drivers_online_on_connect and _may_go_online(user)
         )
         await self._sync_availability()
-        await self.accept(subprotocol=self.protocol.subprotocol)
         snapshot = self.protocol.snapshot(
             user=state["representation"],
             trips=state["trips"],
             online=self.online,
             positions=await last_positions().positions_of(state["driven"]),
         )
+        # The snapshot is ready before the accept, so the two go out in one write (see
+        # config.websocket).
+        await self.accept(subprotocol=self.protocol.subprotocol)
         if snapshot is not None:
             await self._send(snapshot)
         if auth.expires_at is not None:

@@ -1,15 +1,18 @@
 """uvicorn's WebSocket protocol as taxi runs it: the same conversation, less kept."""
 
 import asyncio
+import contextlib
 import gc
 import weakref
 
+import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from config.websocket import WebSocketProtocol
+from config.websocket import HeldWrites, WebSocketProtocol
 
 
 class Recorded(WebSocketProtocol):
@@ -35,10 +38,11 @@ async def echo(scope, receive, send):
         await send({"type": "websocket.send", "text": message["text"].upper()})
 
 
-async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_event():
-    config = uvicorn.Config(
-        echo, http="httptools", ws=Recorded, lifespan="off", log_level="warning"
-    )
+@contextlib.asynccontextmanager
+async def served(app, protocol):
+    """`app` served as uvicorn serves it, with `protocol` for its sockets: the port, and
+    uvicorn's state of the server."""
+    config = uvicorn.Config(app, http="httptools", ws=protocol, lifespan="off", log_level="warning")
     config.load()
     state = ServerState()
     # As uvicorn serves: HTTP first, which hands the upgrade to the WebSocket protocol.
@@ -47,8 +51,14 @@ async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_even
         "127.0.0.1",
         0,
     )
-    port = listener.sockets[0].getsockname()[1]
     try:
+        yield listener.sockets[0].getsockname()[1], state
+    finally:
+        listener.close()
+
+
+async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_event():
+    async with served(echo, Recorded) as (port, state):
         async with connect(
             f"ws://127.0.0.1:{port}/",
             subprotocols=["taxi.v1"],
@@ -68,5 +78,97 @@ async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_even
             assert asyncio.Queue not in kept
             assert asyncio.Event not in kept
         await asyncio.gather(*state.tasks)  # the application saw the close and ended
-    finally:
-        listener.close()
+
+
+class Written(WebSocketProtocol):
+    """Notes what is written to each socket, write by write."""
+
+    writes: list[list[bytes]] = []
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(_Noting(transport, self.writes))
+
+
+class _Noting:
+    def __init__(self, transport, writes: list[list[bytes]]):
+        self.transport = transport
+        self.written: list[bytes] = []
+        writes.append(self.written)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.transport.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
+def greeting(then: str):
+    """Accepts, says hello in the same turn of the loop, then closes (with 4001) or
+    waits for the client to."""
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "hello"})
+        if then == "close":
+            await send({"type": "websocket.close", "code": 4001})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    return app
+
+
+async def test_the_handshake_s_response_and_what_follows_in_its_turn_are_one_write():
+    Written.writes.clear()
+    async with served(greeting(then="wait"), Written) as (port, state):
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
+            assert await client.recv() == "hello"
+            await client.send("and later")  # written as it comes, after the turn
+
+        await asyncio.gather(*state.tasks)
+
+    (written,) = Written.writes
+    assert written[0].startswith(b"HTTP/1.1 101 ")
+    assert written[0].endswith(b"\x81\x05hello")  # the text frame, unmasked
+
+
+async def test_a_close_in_the_handshake_s_turn_writes_what_was_held_first():
+    Written.writes.clear()
+    async with served(greeting(then="close"), Written) as (port, state):
+        async with connect(f"ws://127.0.0.1:{port}/") as client:
+            assert await client.recv() == "hello"
+            with pytest.raises(ConnectionClosed) as closed:
+                await client.recv()
+
+        await asyncio.gather(*state.tasks)
+
+    assert closed.value.rcvd.code == 4001
+
+
+class _Transport:
+    def __init__(self):
+        self.calls = []
+
+    def write(self, data):
+        self.calls.append(("write", data))
+
+    def close(self):
+        self.calls.append(("close",))
+
+    def is_closing(self):
+        return ("close",) in self.calls
+
+
+def test_held_writes_go_out_before_a_close():
+    """uvicorn closes at once on some paths (a server shutting down), which may come in
+    the handshake's turn."""
+    transport = _Transport()
+    held = HeldWrites(transport)
+
+    held.write(b"response")
+    held.write(b"close frame")
+    held.close()
+    held.release()  # at the turn's end: nothing left to write
+
+    assert transport.calls == [("write", b"responseclose frame"), ("close",)]
