@@ -124,7 +124,6 @@ async def test_the_handshake_s_response_and_what_follows_in_its_turn_are_one_wri
     async with served(greeting(then="wait"), Written) as (port, state):
         async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
             assert await client.recv() == "hello"
-            await client.send("and later")  # written as it comes, after the turn
 
         await asyncio.gather(*state.tasks)
 
@@ -133,10 +132,10 @@ async def test_the_handshake_s_response_and_what_follows_in_its_turn_are_one_wri
     assert written[0].endswith(b"\x81\x05hello")  # the text frame, unmasked
 
 
-async def test_a_close_in_the_handshake_s_turn_writes_what_was_held_first():
+async def test_a_close_in_the_handshake_s_turn_follows_what_came_before_it():
     Written.writes.clear()
     async with served(greeting(then="close"), Written) as (port, state):
-        async with connect(f"ws://127.0.0.1:{port}/") as client:
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
             assert await client.recv() == "hello"
             with pytest.raises(ConnectionClosed) as closed:
                 await client.recv()
@@ -144,6 +143,10 @@ async def test_a_close_in_the_handshake_s_turn_writes_what_was_held_first():
         await asyncio.gather(*state.tasks)
 
     assert closed.value.rcvd.code == 4001
+    (written,) = Written.writes
+    # The response, the greeting and the close frame (code 4001), in one write.
+    assert written[0].startswith(b"HTTP/1.1 101 ")
+    assert written[0].endswith(b"\x81\x05hello\x88\x02\x0f\xa1")
 
 
 class _Transport:
