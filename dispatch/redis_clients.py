@@ -80,9 +80,16 @@ class Outbox(Generic[Item]):
     together in the next, in the order they were put. One round trip then carries what
     would have queued for many, and the latency under load is the work's, not a queue's.
 
+    A task of the outbox's writes the pipelines, and only it takes the lock: a sender
+    waits for the pipeline that carries its item and for nothing else. (Senders taking
+    the lock in turn, to find their items written by the one before, made a queue of
+    them, a turn of the event loop each: docs/benchmarks.md, finding 58.) The task
+    lives as long as its loop, so that no item costs a task of its own.
+
     `put` returns once the pipeline that carried its item has gone through, or raises
-    PipelineFailed. An outbox belongs to the event loop it is used on, as its lock does
-    (see `PerLoop`).
+    PipelineFailed. A sender that gives up while its item waits takes the item back;
+    once the item is out, it goes through with the others it travels with. An outbox
+    belongs to the event loop it is used on, as its lock and its task do (see `PerLoop`).
     """
 
     def __init__(
@@ -92,36 +99,55 @@ class Outbox(Generic[Item]):
         # Shared with whatever else must not overlap a write (a subscription, say).
         self._lock = lock or asyncio.Lock()
         self._waiting: list[tuple[Item, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+        # What the writer waits on while nothing waits to be written.
+        self._idle: asyncio.Future | None = None
 
     async def put(self, item: Item) -> None:
         written = asyncio.get_running_loop().create_future()
-        entry = (item, written)
-        self._waiting.append(entry)
+        self._waiting.append((item, written))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_while_open())
+        elif self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+        # A sender cancelled here cancels `written`, which takes its item back unless
+        # it is out already (see `_flush`).
+        await written
+
+    async def _write_while_open(self) -> None:
         try:
-            async with self._lock:
-                if not written.done():  # else a pipeline before this one carried it
+            while True:
+                if not self._waiting:
+                    self._idle = asyncio.get_running_loop().create_future()
+                    await self._idle
+                async with self._lock:
                     await self._flush()
-            await written
-        except asyncio.CancelledError:
-            if entry in self._waiting:
-                self._waiting.remove(entry)
-            # Nobody will read its outcome now; marked read, it logs nothing.
-            written.add_done_callback(lambda future: future.cancelled() or future.exception())
-            raise
+        finally:
+            # Cancelled: its loop is closing. What waits will not be written.
+            self._writer = self._idle = None
+            self._fail(self._waiting, asyncio.CancelledError())
+            self._waiting = []
 
     async def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
+        batch = [(item, written) for item, written in self._waiting if not written.cancelled()]
+        self._waiting = []
+        if not batch:
+            return
         try:
             await self._write([item for item, _ in batch])
         except BaseException as error:
-            for _, written in batch:
-                if not written.done():  # a sender cancelled while waiting cancels its own
-                    failure = PipelineFailed("Writing to Redis failed.")
-                    failure.__cause__ = error
-                    written.set_exception(failure)
+            self._fail(batch, error)
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
         for _, written in batch:
             if not written.done():
                 written.set_result(None)
+
+    @staticmethod
+    def _fail(batch: list[tuple[Item, asyncio.Future]], error: BaseException) -> None:
+        for _, written in batch:
+            if not written.done():
+                failure = PipelineFailed("Writing to Redis failed.")
+                failure.__cause__ = error
+                written.set_exception(failure)

@@ -3,8 +3,6 @@ fails exactly the items of a pipeline that failed."""
 
 import asyncio
 
-import pytest
-
 from dispatch.redis_clients import Outbox, PipelineFailed
 
 
@@ -24,6 +22,12 @@ class Writes:
             await self.release.wait()
         if self.failing & set(items):
             raise ConnectionError("Redis went away")
+
+
+async def _settled(awaitable):
+    """What `awaitable` gives; a test that goes wrong fails rather than hangs."""
+    async with asyncio.timeout(5):
+        return await awaitable
 
 
 async def _first_out(outbox: Outbox, writes: Writes, item: str) -> asyncio.Task:
@@ -54,7 +58,7 @@ async def test_a_failed_pipeline_fails_its_items_and_the_next_one_goes():
     writes.release.set()
 
     results = await asyncio.gather(first, *queued, return_exceptions=True)
-    await outbox.put("d")
+    await _settled(outbox.put("d"))
 
     assert results[0] is None
     assert [type(result) for result in results[1:]] == [PipelineFailed, PipelineFailed]
@@ -78,24 +82,57 @@ async def test_an_item_whose_sender_gave_up_while_queued_is_not_written():
     assert writes.pipelines == [["a"], ["c"]]
 
 
-async def test_a_writer_cut_off_fails_the_items_it_carried_for_others():
+async def test_a_sender_that_gives_up_once_its_item_is_out_holds_up_no_other():
     writes = Writes()
     outbox = Outbox(writes)
-    holder = await _first_out(outbox, writes, "a")
+    first = await _first_out(outbox, writes, "a")
     writes.started.clear()
-    second = asyncio.create_task(outbox.put("b"))
-    third = asyncio.create_task(outbox.put("c"))
+    given_up = asyncio.create_task(outbox.put("b"))
+    kept = asyncio.create_task(outbox.put("c"))
     await asyncio.sleep(0)
     writes.release.set()  # lets the first pipeline through, and only it
     writes.release.clear()
-    await holder
-    await writes.started.wait()  # "b" and "c" are out, written by the second sender
+    await first
+    await writes.started.wait()  # "b" and "c" are out together
 
-    second.cancel()
-    with pytest.raises(PipelineFailed):
-        await third
-    with pytest.raises(asyncio.CancelledError):
-        await second
+    given_up.cancel()
     writes.release.set()
-    await outbox.put("d")
-    assert writes.pipelines == [["a"], ["b", "c"], ["d"]]
+    await _settled(kept)
+
+    assert given_up.cancelled()
+    assert writes.pipelines == [["a"], ["b", "c"]]
+
+
+async def test_senders_whose_items_went_out_together_return_together():
+    # Not one turn of the event loop each, as when each had to take the lock in turn
+    # to find its item written (docs/benchmarks.md, finding 58).
+    writes = Writes()
+    outbox = Outbox(writes)
+    first = await _first_out(outbox, writes, "a")
+    carried = [asyncio.create_task(outbox.put(str(number))) for number in range(50)]
+    await asyncio.sleep(0)
+
+    writes.release.set()
+    for _ in range(3):  # the write's turn, then the senders'
+        await asyncio.sleep(0)
+
+    assert first.done() and all(sender.done() for sender in carried)
+    assert len(writes.pipelines) == 2
+
+
+async def test_a_writer_cut_off_fails_what_it_carried_and_what_waited_and_the_next_goes():
+    """As when the event loop closes, cancelling every task."""
+    writes = Writes()
+    outbox = Outbox(writes)
+    cut_off = await _first_out(outbox, writes, "a")
+    waiting = asyncio.create_task(outbox.put("b"))
+    await asyncio.sleep(0)
+
+    for task in asyncio.all_tasks() - {asyncio.current_task(), waiting, cut_off}:
+        task.cancel()  # the outbox's writer, mid-write
+    results = await _settled(asyncio.gather(cut_off, waiting, return_exceptions=True))
+
+    assert [type(result) for result in results] == [PipelineFailed, PipelineFailed]
+    writes.release.set()
+    await _settled(outbox.put("c"))
+    assert writes.pipelines == [["a"], ["c"]]

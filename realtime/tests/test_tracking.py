@@ -108,6 +108,9 @@ async def test_positions_and_events_need_no_task_each(tracking_settings, on_a_tr
     consumer's readers live as long as the socket."""
     tracking_settings.TRAIL_BATCH_SIZE = 100  # no trail write in this test
     rider_socket, driver_socket, _ = on_a_trip
+    # A first position starts what lives as long as the loop: the outboxes' writers.
+    await send_position(driver_socket, position(*START), request_id="first")
+    assert (await rider_socket.receive())["type"] == "driver.location"
     loop = asyncio.get_running_loop()
     made = []
 
