@@ -1,10 +1,11 @@
 """Addressing over the channel layer, and delivery after commit.
 
 Recipients are channel-layer groups: one per user (all of that user's sockets, so
-several devices stay in step and a reconnecting socket gets every later event), one per
-log-in session (so log-out can close exactly that session's sockets), and the group of
-drivers open for requests. Delivery is at most once: a client that misses a message
-resynchronises from the snapshot it gets on connecting, or from the REST API.
+several devices stay in step and a reconnecting socket gets every later event; a
+log-out tells them which log-in sessions ended, and only those sessions' sockets
+close), and the group of drivers open for requests. Delivery is at most once: a client
+that misses a message resynchronises from the snapshot it gets on connecting, or from
+the REST API.
 """
 
 import asyncio
