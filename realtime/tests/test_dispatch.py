@@ -1,6 +1,8 @@
 """Offers to the nearest available drivers, widening, and the end of a search, through
 real sockets, with each location back-end and the clock under the test's control."""
 
+import time
+
 import pytest
 import redis
 from asgiref.sync import sync_to_async
@@ -9,6 +11,7 @@ from django.utils import timezone
 from dispatch.location_index import MemoryLocationIndex, RedisLocationIndex, location_index
 from dispatch.offers import MemoryOfferBook, RedisOfferBook, offer_book
 from dispatch.sweeper import searches_expire_due
+from trips import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -232,6 +235,24 @@ async def test_a_request_without_coordinates_goes_to_every_available_driver(
     assert await offered(positioned, trip["id"])
     assert await offered(without_position, trip["id"])
     assert (await course_driver.receive())["data"]["id"] == trip["id"]
+
+
+@pytest.mark.parametrize(
+    "pick_up", [PICK_UP, (None, None)], ids=["searched-for", "offered-to-every-driver"]
+)
+async def test_a_driver_who_accepts_is_no_longer_found_by_dispatch(
+    back_end, dispatch_settings, make_user, make_trip, rider, pick_up
+):
+    """However the request was offered, and with no socket of the driver's to follow
+    the trip, as when they accept over REST."""
+    driver = await sync_to_async(make_user)("driver")
+    index = location_index()
+    await index.driver_position_set(driver.id, *north_of_pick_up(100), at=time.time())
+    trip = await sync_to_async(make_trip)(rider, pick_up_lat=pick_up[0], pick_up_lng=pick_up[1])
+
+    await sync_to_async(services.trip_accept)(trip_id=trip.id, driver=driver)
+
+    assert await index.driver_position(driver.id) is None
 
 
 async def test_a_driver_who_drops_out_is_not_offered_the_trip_again(
