@@ -99,24 +99,26 @@ def trip_offers_close(*, trip: Trip, payload: dict, kind: TripEvent) -> None:
     """Once the transaction commits, tell the drivers the request was offered to that it
     is gone (`kind` says why: taken, canceled), and take a driver who accepted it out of
     the available drivers."""
+    if trip.driver_id is not None:
+        driver_id = trip.driver_id
+        after_commit(lambda: location_index().driver_remove(driver_id))
     if not trip.has_pick_up_point:
+        # It went to every available driver, and no search was made for it (see
+        # `trip_offer`): they all hear that it is gone, and there is no search to end.
         message = trip_message(kind, payload)
         deliver_on_commit(
             [to_group(AVAILABLE_DRIVERS, message), to_group(DRIVERS_STILL_OFFERED, message)]
         )
-        if trip.driver_id is None:
-            return
+        return
 
-    async def close() -> None:
-        if trip.driver_id is not None:
-            await location_index().driver_remove(trip.driver_id)
+    async def search_end() -> None:
         search = await offer_book().search_close(str(trip.id))
         if search is not None:
             message = trip_message(kind, payload)
             told = [driver for driver in search.offered if driver != trip.driver_id]
             await deliver([to_group(user_group(driver), message) for driver in told])
 
-    after_commit(close)
+    after_commit(search_end)
 
 
 def driver_offline(*, driver: User) -> None:

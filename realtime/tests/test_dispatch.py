@@ -237,6 +237,38 @@ async def test_a_request_without_coordinates_goes_to_every_available_driver(
     assert (await course_driver.receive())["data"]["id"] == trip["id"]
 
 
+async def test_an_accept_of_a_request_without_coordinates_has_no_search_to_end(
+    back_end, dispatch_settings, open_socket, online_driver, rider, monkeypatch
+):
+    """Every available driver heard it, and they all hear it is taken, without a
+    search being looked for in the offer book: none was made (a round trip to Redis
+    for each trip a course client requests)."""
+    searches_ended = []
+    book = offer_book()
+    search_close = book.search_close
+
+    async def search_close_counted(trip_id):
+        searches_ended.append(trip_id)
+        return await search_close(trip_id)
+
+    monkeypatch.setattr(book, "search_close", search_close_counted)
+    taker, other = await online_driver(None), await online_driver(None)
+    rider_socket = await open_socket(rider, native=True)
+    await rider_socket.send(
+        {"type": "trip.request", "data": {"pick_up_address": "a", "drop_off_address": "b"}}
+    )
+    trip = (await rider_socket.receive())["data"]["trip"]
+    assert await offered(taker, trip["id"])
+    assert await offered(other, trip["id"])
+
+    await taker.send({"type": "trip.accept", "data": {"trip_id": trip["id"]}})
+
+    assert (await taker.receive())["type"] == "trip.accepted"
+    assert (await rider_socket.receive())["type"] == "trip.accepted"
+    assert await other.receive() == {"type": "trip.taken", "data": {"trip_id": trip["id"]}}
+    assert searches_ended == []
+
+
 @pytest.mark.parametrize(
     "pick_up", [PICK_UP, (None, None)], ids=["searched-for", "offered-to-every-driver"]
 )
