@@ -1,15 +1,20 @@
 """The Redis channel layer publishes what queued behind a round trip in one pipeline,
-and every message still arrives once, in order."""
+and every message still arrives once, in order; a pipeline that Redis refuses, that is
+cut off or that gets no answer in time fails its senders, and the next goes through."""
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 from channels.layers import get_channel_layer
 from redis.asyncio.connection import DefaultParser
+from redis.exceptions import ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 from config.lean_asyncio import LeanQueue
-from realtime.layers import PipelinedShardConnection
+from dispatch.redis_clients import PipelineFailed
+from realtime.layers import PipelinedPubSubChannelLayer, PipelinedShardConnection
 
 pytestmark = pytest.mark.redis
 
@@ -56,3 +61,122 @@ def test_redis_replies_are_parsed_by_hiredis():
     # took a tenth of the server's CPU in the tracking benchmark (finding 28).
     assert HIREDIS_AVAILABLE
     assert DefaultParser.__name__ == "_AsyncHiredisParser"
+
+
+@pytest.fixture
+def redis_admin(settings):
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def listener():
+    """The configured layer, with a channel in the group `published`."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("published", channel)
+    yield layer, channel
+    await layer.flush()
+
+
+def publishing_layer(settings, url: str, socket_timeout: float = 10):
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    hosts = [{"address": url, "socket_timeout": socket_timeout}]
+    return PipelinedPubSubChannelLayer(hosts=hosts, prefix=config["prefix"])
+
+
+async def test_a_publish_redis_refuses_fails_and_once_allowed_the_next_arrives(
+    settings, redis_admin, listener
+):
+    user = "taxi-test-publisher"
+    acl = ("ACL", "SETUSER", user, "reset", "on", ">secret", "~*", "&*", "+@all")
+    redis_admin.execute_command(*acl, "-publish")
+    parts = urlsplit(settings.REDIS_URL)
+    url = urlunsplit(parts._replace(netloc=f"{user}:secret@{parts.hostname}:{parts.port}"))
+    layer, (receiving, channel) = publishing_layer(settings, url), listener
+    try:
+        with pytest.raises(PipelineFailed) as failed:
+            await layer.group_send("published", {"type": "x", "n": 1})
+        assert isinstance(failed.value.__cause__, ResponseError)
+        assert "NOPERM" in str(failed.value.__cause__)
+
+        redis_admin.execute_command(*acl, "+publish")
+        await layer.group_send("published", {"type": "x", "n": 2})
+        assert await receiving.receive(channel) == {"type": "x", "n": 2}
+    finally:
+        await layer.flush()
+        redis_admin.execute_command("ACL", "DELUSER", user)
+
+
+async def test_a_publishing_connection_cut_off_fails_its_batch_and_the_next_goes_anew(
+    settings, redis_admin, listener
+):
+    layer, (receiving, channel) = publishing_layer(settings, settings.REDIS_URL), listener
+    try:
+        await layer.group_send("published", {"type": "x", "n": 1})
+        assert await receiving.receive(channel) == {"type": "x", "n": 1}
+        (shard,) = layer._get_layer()._shards
+        _, connection = shard._publishing
+        host, port = connection._writer.get_extra_info("sockname")[:2]
+        redis_admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+
+        with pytest.raises(PipelineFailed):
+            await layer.group_send("published", {"type": "x", "n": 2})
+        await layer.group_send("published", {"type": "x", "n": 3})
+
+        assert await receiving.receive(channel) == {"type": "x", "n": 3}
+    finally:
+        await layer.flush()
+
+
+async def test_a_publish_with_no_answer_in_time_fails_and_the_next_goes_through(
+    settings, redis_admin, listener
+):
+    layer = publishing_layer(settings, settings.REDIS_URL, socket_timeout=0.3)
+    receiving, channel = listener
+    try:
+        await layer.group_send("published", {"type": "x", "n": 1})
+        assert await receiving.receive(channel) == {"type": "x", "n": 1}
+        # Redis holds every write command, PUBLISH among them, until it is unpaused.
+        redis_admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        try:
+            # Bounded here too, so that a publish that waits for ever fails the test.
+            with pytest.raises(PipelineFailed) as failed:
+                async with asyncio.timeout(5):
+                    await layer.group_send("published", {"type": "x", "n": 2})
+        finally:
+            redis_admin.execute_command("CLIENT", "UNPAUSE")
+        assert isinstance(failed.value.__cause__, TimeoutError)
+
+        await layer.group_send("published", {"type": "x", "n": 3})
+
+        # The failed message was written, so it may or may not have gone out before
+        # its connection was dropped; the next one goes out either way.
+        received = await receiving.receive(channel)
+        if received["n"] == 2:
+            received = await receiving.receive(channel)
+        assert received == {"type": "x", "n": 3}
+    finally:
+        await layer.flush()
+
+
+async def test_a_flush_closes_the_publishing_connection_and_publishing_goes_on(settings, listener):
+    layer, (receiving, channel) = publishing_layer(settings, settings.REDIS_URL), listener
+    (shard,) = layer._get_layer()._shards
+    try:
+        await layer.group_send("published", {"type": "x", "n": 1})
+        assert await receiving.receive(channel) == {"type": "x", "n": 1}
+        _, first = shard._publishing
+        await layer.flush()
+        assert not first.is_connected
+
+        await layer.group_send("published", {"type": "x", "n": 2})
+
+        assert await receiving.receive(channel) == {"type": "x", "n": 2}
+        # A connection of the new client's pool, which the next flush closes too.
+        _, second = shard._publishing
+        await layer.flush()
+        assert not second.is_connected
+    finally:
+        await layer.flush()
