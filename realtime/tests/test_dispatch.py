@@ -105,6 +105,16 @@ async def request_at_pick_up(open_socket, rider) -> tuple:
     return rider_socket, requested["data"]["trip"]
 
 
+async def request_without_coordinates(open_socket, rider) -> tuple:
+    rider_socket = await open_socket(rider, native=True)
+    await rider_socket.send(
+        {"type": "trip.request", "data": {"pick_up_address": "a", "drop_off_address": "b"}}
+    )
+    requested = await rider_socket.receive()
+    assert requested["type"] == "trip.requested"
+    return rider_socket, requested["data"]["trip"]
+
+
 async def offered(socket, trip_id: str) -> bool:
     message = await socket.receive()
     return message["type"] == "trip.offered" and message["data"]["trip"]["id"] == trip_id
@@ -225,13 +235,9 @@ async def test_a_request_without_coordinates_goes_to_every_available_driver(
     positioned = await online_driver(100)
     without_position = await online_driver(None)
     course_driver = await open_socket(await sync_to_async(make_user)("driver"))
-    rider_socket = await open_socket(rider, native=True)
 
-    await rider_socket.send(
-        {"type": "trip.request", "data": {"pick_up_address": "a", "drop_off_address": "b"}}
-    )
+    _, trip = await request_without_coordinates(open_socket, rider)
 
-    trip = (await rider_socket.receive())["data"]["trip"]
     assert await offered(positioned, trip["id"])
     assert await offered(without_position, trip["id"])
     assert (await course_driver.receive())["data"]["id"] == trip["id"]
@@ -253,11 +259,7 @@ async def test_an_accept_of_a_request_without_coordinates_has_no_search_to_end(
 
     monkeypatch.setattr(book, "search_close", search_close_counted)
     taker, other = await online_driver(None), await online_driver(None)
-    rider_socket = await open_socket(rider, native=True)
-    await rider_socket.send(
-        {"type": "trip.request", "data": {"pick_up_address": "a", "drop_off_address": "b"}}
-    )
-    trip = (await rider_socket.receive())["data"]["trip"]
+    rider_socket, trip = await request_without_coordinates(open_socket, rider)
     assert await offered(taker, trip["id"])
     assert await offered(other, trip["id"])
 
