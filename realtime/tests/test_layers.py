@@ -93,7 +93,8 @@ async def test_a_publish_redis_refuses_fails_and_once_allowed_the_next_arrives(
     acl = ("ACL", "SETUSER", user, "reset", "on", ">secret", "~*", "&*", "+@all")
     redis_admin.execute_command(*acl, "-publish")
     parts = urlsplit(settings.REDIS_URL)
-    url = urlunsplit(parts._replace(netloc=f"{user}:secret@{parts.hostname}:{parts.port}"))
+    address = parts.hostname + (f":{parts.port}" if parts.port else "")
+    url = urlunsplit(parts._replace(netloc=f"{user}:secret@{address}"))
     layer, (receiving, channel) = publishing_layer(settings, url), listener
     try:
         with pytest.raises(PipelineFailed) as failed:
