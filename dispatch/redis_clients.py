@@ -3,7 +3,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ResponseError
 
 # A burst of sockets waits for a connection rather than failing with "Too many
 # connections" (redis-py's plain pool stops at 100 and raises).
@@ -12,6 +15,8 @@ POOL_WAIT_SECONDS = 10
 
 Item = TypeVar("Item")
 Made = TypeVar("Made")
+# A Redis command and its arguments, as hiredis packs them.
+Command = tuple[str | bytes | int | float, ...]
 
 
 class PerLoop(Generic[Made]):
@@ -67,7 +72,69 @@ class PerLoopRedis:
         """Closes the connections of the running event loop."""
         client = self._clients.pop()
         if client is not None:
-            await client.aclose()
+            # The pool too, or its connections (those kept by a `CommandWriter` among
+            # them) stay open until the garbage collector finds them.
+            await client.aclose(close_connection_pool=True)
+
+
+class CommandWriter:
+    """Writes batches of Redis commands on a connection kept for them, and reads their
+    replies.
+
+    redis-py's pipeline spends most of its CPU on each command and each reply in
+    Python; here hiredis packs a batch's commands into one write and parses the
+    replies, and one timeout covers them all (docs/benchmarks.md, findings 59 and 60).
+    The connection is one of the client's pool, so that every option of its URL holds
+    (TLS, credentials, timeouts), but redis-py keeps its streams to itself: this
+    reaches into redis 8.1's, as pinned in requirements/base.txt
+    (`dispatch/tests/test_redis_clients.py` fails if they move).
+
+    One batch at a time, from one event loop: an outbox's writer is its only caller.
+    """
+
+    def __init__(self):
+        # The connection, and the client whose pool it came from.
+        self._kept: tuple[Redis, Connection] | None = None
+
+    async def replies(self, client: Redis, commands: list[Command]) -> list:
+        """The replies to `commands`, sent on a connection of `client`'s pool.
+
+        Raises ResponseError, once every reply is read, if Redis refused a command or
+        a command of a transaction failed (EXEC's reply holds its commands' errors).
+        """
+        if self._kept is None or self._kept[0] is not client:
+            # The client is new: closing the last one closed its connections.
+            self._kept = (client, await client.connection_pool.get_connection())
+        connection = self._kept[1]
+        try:
+            replies = await _replies_read(connection, commands)
+        except BaseException:
+            # Its replies may be out of step with its commands: the next batch opens
+            # it anew.
+            await connection.disconnect(nowait=True)
+            raise
+        for reply in replies:
+            for error in reply if isinstance(reply, list) else (reply,):
+                if isinstance(error, hiredis.ReplyError):
+                    raise ResponseError(str(error))
+        return replies
+
+
+async def _replies_read(connection: Connection, commands: list[Command]) -> list:
+    if not connection.is_connected:
+        await connection.connect()
+    connection._writer.write(b"".join(hiredis.pack_command(command) for command in commands))
+    reader, replies = hiredis.Reader(), []
+    async with asyncio.timeout(connection.socket_timeout):
+        await connection._writer.drain()
+        while len(replies) < len(commands):
+            data = await connection._reader.read(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection.")
+            reader.feed(data)
+            while (reply := reader.gets()) is not False:
+                replies.append(reply)
+    return replies
 
 
 class PipelineFailed(ConnectionError):

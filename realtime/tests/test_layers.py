@@ -118,7 +118,7 @@ async def test_a_publishing_connection_cut_off_fails_its_batch_and_the_next_goes
         await layer.group_send("published", {"type": "x", "n": 1})
         assert await receiving.receive(channel) == {"type": "x", "n": 1}
         (shard,) = layer._get_layer()._shards
-        _, connection = shard._publishing
+        _, connection = shard._writer._kept
         host, port = connection._writer.get_extra_info("sockname")[:2]
         redis_admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
 
@@ -168,7 +168,7 @@ async def test_a_flush_closes_the_publishing_connection_and_publishing_goes_on(s
     try:
         await layer.group_send("published", {"type": "x", "n": 1})
         assert await receiving.receive(channel) == {"type": "x", "n": 1}
-        _, first = shard._publishing
+        _, first = shard._writer._kept
         await layer.flush()
         assert not first.is_connected
 
@@ -176,7 +176,7 @@ async def test_a_flush_closes_the_publishing_connection_and_publishing_goes_on(s
 
         assert await receiving.receive(channel) == {"type": "x", "n": 2}
         # A connection of the new client's pool, which the next flush closes too.
-        _, second = shard._publishing
+        _, second = shard._writer._kept
         await layer.flush()
         assert not second.is_connected
     finally:
