@@ -31,7 +31,7 @@ from redis.asyncio.client import Pipeline
 
 from dispatch.backends import ProcessWide
 from dispatch.geo import EARTH_RADIUS_M, MAX_LATITUDE, distance_m
-from dispatch.redis_clients import Outbox, PerLoop, PerLoopRedis
+from dispatch.redis_clients import Command, CommandWriter, Outbox, PerLoop, PerLoopRedis
 
 Clock = Callable[[], float]
 # A driver's new position (lat, lng, at), or None for their leaving the index.
@@ -325,6 +325,8 @@ class RedisLocationIndex:
         # Every online driver reports about once a second: their positions, and their
         # leaving, go in pipelines, in the order they came (see `Outbox`).
         self._changes = PerLoop(lambda: Outbox[Change](self._changes_apply))
+        # Only the loop's outbox writes with its writer, one batch at a time.
+        self._writers = PerLoop(CommandWriter)
 
     async def driver_position_set(self, driver_id: int, lat: float, lng: float, at: float) -> None:
         _point_check(lat, lng)
@@ -335,17 +337,18 @@ class RedisLocationIndex:
 
     async def _changes_apply(self, changes: list[Change]) -> None:
         positions, seen = redis_location_keys()
-        async with self._redis().pipeline(transaction=True) as pipe:
-            for driver_id, position in changes:
-                if position is None:
-                    pipe.zrem(positions, driver_id)
-                    pipe.zrem(seen, driver_id)
-                else:
-                    lat, lng, at = position
-                    pipe.geoadd(positions, (lng, lat, driver_id))
-                    pipe.zadd(seen, {driver_id: at})
-            self._forget_stale(pipe)
-            await pipe.execute()
+        commands: list[Command] = [(b"MULTI",)]
+        for driver_id, position in changes:
+            if position is None:
+                commands += [(b"ZREM", positions, driver_id), (b"ZREM", seen, driver_id)]
+            else:
+                lat, lng, at = position
+                commands += [
+                    (b"GEOADD", positions, lng, lat, driver_id),
+                    (b"ZADD", seen, at, driver_id),
+                ]
+        commands += [self._forget_stale_command(), (b"EXEC",)]
+        await self._writers.get().replies(self._redis(), commands)
 
     async def driver_position(self, driver_id: int) -> IndexedPosition | None:
         positions, seen = redis_location_keys()
@@ -398,12 +401,14 @@ class RedisLocationIndex:
         return self._redis_clients.client()
 
     def _forget_stale(self, pipe: Pipeline) -> None:
-        pipe.eval(
-            _FORGET_STALE_SCRIPT,
-            2,
-            *redis_location_keys(),
-            _freshness_cutoff(self._clock),
-        )
+        pipe.eval(*self._forget_stale_arguments())
+
+    def _forget_stale_command(self) -> Command:
+        return (b"EVAL", *self._forget_stale_arguments())
+
+    def _forget_stale_arguments(self) -> tuple[str, int, str, str, float]:
+        keys = redis_location_keys()
+        return _FORGET_STALE_SCRIPT, len(keys), *keys, _freshness_cutoff(self._clock)
 
 
 # --- The process's index -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from dispatch.location_index import (
     location_index,
     redis_location_keys,
 )
+from dispatch.redis_clients import PipelineFailed
 
 TTL = 30
 # Any fixed moment will do; the clock is frozen there by each test that needs time.
@@ -415,6 +416,23 @@ async def test_redis_forgets_more_stale_drivers_than_lua_can_unpack_at_once(froz
 
         assert await client.zcard(positions) == 1
         assert await client.zrange(seen, 0, -1) == [b"0"]
+    finally:
+        await client.delete(positions, seen)
+        await client.aclose()
+        await index.close()
+
+
+@pytest.mark.redis
+async def test_redis_a_change_redis_refuses_fails_its_sender(frozen_clock):
+    index = RedisLocationIndex(settings.REDIS_URL)
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+    positions, seen = redis_location_keys()
+    await client.set(seen, "not a sorted set")
+    try:
+        with pytest.raises(PipelineFailed) as failed:
+            await index.driver_position_set(1, *CENTRE, at=T0)
+
+        assert "WRONGTYPE" in str(failed.value.__cause__)
     finally:
         await client.delete(positions, seen)
         await client.aclose()
