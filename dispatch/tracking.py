@@ -13,7 +13,7 @@ from django.conf import settings
 
 from dispatch.backends import ProcessWide
 from dispatch.positions import AcceptedPosition
-from dispatch.redis_clients import Outbox, PerLoop, PerLoopRedis
+from dispatch.redis_clients import Command, CommandWriter, Outbox, PerLoop, PerLoopRedis
 from realtime.delivery import deliver, to_group, user_group
 
 # How long a trip's last known position is kept after its driver stops reporting.
@@ -59,6 +59,8 @@ class RedisLastPositions:
         # Every position a driver on a trip reports is kept: one round trip each would
         # queue for Redis under load, so they go in pipelines.
         self._outboxes = PerLoop(lambda: Outbox[tuple[str, str]](self._positions_set))
+        # Only the loop's outbox writes with its writer, one batch at a time.
+        self._writers = PerLoop(CommandWriter)
 
     @staticmethod
     def _key(trip_id: str) -> str:
@@ -68,10 +70,11 @@ class RedisLastPositions:
         await self._outboxes.get().put((trip_id, json.dumps(payload)))
 
     async def _positions_set(self, positions: list[tuple[str, str]]) -> None:
-        pipeline = self._redis_clients.client().pipeline(transaction=False)
-        for trip_id, text in positions:
-            pipeline.set(self._key(trip_id), text, ex=LAST_POSITION_SECONDS)
-        await pipeline.execute()
+        commands: list[Command] = [
+            (b"SET", self._key(trip_id), text, b"EX", LAST_POSITION_SECONDS)
+            for trip_id, text in positions
+        ]
+        await self._writers.get().replies(self._redis_clients.client(), commands)
 
     async def positions_of(self, trip_ids: list[str]) -> dict[str, dict]:
         if not trip_ids:
