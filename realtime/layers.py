@@ -6,15 +6,19 @@ queues behind the one before it: under load the queue, not the work, sets the la
 Here the messages that queued while one round trip was out go together in the next,
 written and answered on a connection kept for publishing (see `CommandWriter`).
 
+The messages a subscription receives are taken from its connection's parser as they
+stand, rather than one `get_message` each (docs/benchmarks.md, finding 61).
+
 Each channel's messages wait in a `LeanQueue` (120 bytes) instead of an `asyncio.Queue`
 (3.3 KB): a channel is a socket (docs/benchmarks.md, finding 51).
 
-This reaches into channels_redis 4.3 (its per-loop layers, their shards and channel
-queues), as pinned in requirements/base.txt; `realtime/tests/test_layers.py` fails if an
-upgrade moves them.
+This reaches into channels_redis 4.3 (its per-loop layers, their shards, channel queues
+and receiving task) and redis-py 8.1's hiredis parser, as pinned in
+requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves them.
 """
 
 import asyncio
+import logging
 
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
@@ -22,9 +26,12 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _wrap_close
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 
 from config.lean_asyncio import LeanQueue
 from dispatch.redis_clients import CommandWriter, Outbox
+
+logger = logging.getLogger(__name__)
 
 
 class PipelinedShardConnection(RedisSingleShardConnection):
@@ -41,6 +48,46 @@ class PipelinedShardConnection(RedisSingleShardConnection):
         self._ensure_redis()
         commands = [(b"PUBLISH", channel, message) for channel, message in messages]
         await self._writer.replies(self._redis, commands)
+
+    async def _do_receiving(self):
+        # channels_redis's loop, draining what the parser holds after each message.
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    self._receive_message(message)
+                    await self._receive_parsed()
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, TimeoutError, GeneratorExit):
+                raise
+            except BaseException:
+                logger.exception("Receiving from Redis failed.")
+                await asyncio.sleep(1)
+
+    async def _receive_parsed(self) -> None:
+        """Hands on every reply the subscription's parser already holds.
+
+        `get_message` costs about 20 µs of CPU a message (a timeout, a retry wrapper,
+        a metrics hook), and under load a read from the socket brings many: a message
+        costs 1 to 2 µs here. Any other reply (a subscription's confirmation, say) goes to
+        redis-py, which keeps its account of the subscriptions by them.
+        """
+        connection = self._pubsub.connection
+        if connection is None or not connection.is_connected:
+            return
+        parser = connection._parser
+        while (reply := parser._reader.gets()) is not NOT_ENOUGH_DATA:
+            if isinstance(reply, list) and reply[0] == b"message":
+                self._receive_message({"channel": reply[1], "data": reply[2]})
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                self._receive_message(
+                    await self._pubsub.handle_message(reply, ignore_subscribe_messages=True)
+                )
 
 
 class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):

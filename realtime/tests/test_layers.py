@@ -56,6 +56,49 @@ async def test_a_channel_s_messages_wait_in_a_lean_queue():
     await layer.flush()
 
 
+async def test_messages_read_at_once_arrive_in_order_and_subscriptions_stay_accounted(listener):
+    layer, channel = listener
+    leaving = await layer.new_channel()
+    await layer.group_add("leaving", leaving)
+    await layer.group_send("published", {"type": "x", "n": -1})
+    async with asyncio.timeout(5):
+        assert await layer.receive(channel) == {"type": "x", "n": -1}
+    (shard,) = layer._get_layer()._shards
+    pubsub = shard._pubsub
+    group_channel = layer._get_layer()._get_group_channel_name("leaving")
+    # Receiving held at its next read, so that what follows waits on the socket and is
+    # read at once: messages, the confirmation of an unsubscription, messages again.
+    get_message, held, release, reads = pubsub.get_message, asyncio.Event(), asyncio.Event(), 0
+
+    async def counted(*args, **kwargs):
+        nonlocal reads
+        held.set()
+        await release.wait()
+        reads += 1
+        return await get_message(*args, **kwargs)
+
+    pubsub.get_message = counted
+    async with asyncio.timeout(5):
+        await held.wait()
+    for n in range(100):
+        await layer.group_send("published", {"type": "x", "n": n})
+    await layer.group_discard("leaving", leaving)
+    assert group_channel.encode() in pubsub.pending_unsubscribe_channels
+    for n in range(100, 200):
+        await layer.group_send("published", {"type": "x", "n": n})
+    release.set()
+
+    async with asyncio.timeout(5):
+        received = [(await layer.receive(channel))["n"] for _ in range(200)]
+
+    assert received == list(range(200))
+    # The messages came from the parser, a read of the socket bringing many.
+    assert reads < 20
+    # redis-py heard the confirmation, read among the messages, and forgot the channel.
+    assert not pubsub.pending_unsubscribe_channels
+    assert group_channel.encode() not in pubsub.channels
+
+
 def test_redis_replies_are_parsed_by_hiredis():
     # redis-py parses replies in Python unless hiredis is installed: without it, parsing
     # took a tenth of the server's CPU in the tracking benchmark (finding 28).
