@@ -1,6 +1,8 @@
 """The Redis channel layer publishes what queued behind a round trip in one pipeline,
 and every message still arrives once, in order; a pipeline that Redis refuses, that is
-cut off or that gets no answer in time fails its senders, and the next goes through."""
+cut off or that gets no answer in time fails its senders, and the next goes through.
+Its subscriptions hand on every message a read of the socket brought, in order, and
+redis-py keeps its account of them."""
 
 import asyncio
 from urllib.parse import urlsplit, urlunsplit
