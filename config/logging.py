@@ -1,6 +1,10 @@
 import logging
 import re
 
+# Where a socket's access lines go when the access log is off (`config.websocket`): a
+# logger of uvicorn's that lets only warnings and errors through (`config.serve`).
+QUIET_SOCKETS = "uvicorn.error.sockets"
+
 # `?token=<access JWT>` and `?ticket=...` in a handshake's URL are credentials.
 _CREDENTIALS = re.compile(r"((?:token|ticket)=)[^&\s\"']+")
 

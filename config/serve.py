@@ -16,6 +16,7 @@ from django.conf import settings
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from config.logging import QUIET_SOCKETS
 from config.websocket import WebSocketProtocol
 
 
@@ -28,11 +29,13 @@ def worker_count() -> int:
 
 
 def log_config() -> dict:
-    """uvicorn's logging, with socket credentials taken out of every line it writes."""
+    """uvicorn's logging, with socket credentials taken out of every line it writes, and
+    sockets' access lines kept out unless the access log is on."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact"] = {"()": "config.logging.RedactCredentials"}
     for handler in config["handlers"].values():
         handler.setdefault("filters", []).append("redact")
+    config["loggers"][QUIET_SOCKETS] = {"level": "WARNING"}
     return config
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import gc
+import logging
 import weakref
 
 import pytest
@@ -12,6 +13,7 @@ from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from config.serve import log_config
 from config.websocket import HeldWrites, WebSocketProtocol
 
 
@@ -39,10 +41,11 @@ async def echo(scope, receive, send):
 
 
 @contextlib.asynccontextmanager
-async def served(app, protocol):
+async def served(app, protocol, **settings):
     """`app` served as uvicorn serves it, with `protocol` for its sockets: the port, and
     uvicorn's state of the server."""
-    config = uvicorn.Config(app, http="httptools", ws=protocol, lifespan="off", log_level="warning")
+    settings = {"log_level": "warning", **settings}
+    config = uvicorn.Config(app, http="httptools", ws=protocol, lifespan="off", **settings)
     config.load()
     state = ServerState()
     # As uvicorn serves: HTTP first, which hands the upgrade to the WebSocket protocol.
@@ -147,6 +150,60 @@ async def test_a_close_in_the_handshake_s_turn_follows_what_came_before_it():
     # The response, the greeting and the close frame (code 4001), in one write.
     assert written[0].startswith(b"HTTP/1.1 101 ")
     assert written[0].endswith(b"\x81\x05hello\x88\x02\x0f\xa1")
+
+
+class _Lines(logging.Handler):
+    """Notes what uvicorn's server log would print, as (level, line)."""
+
+    def __init__(self, lines: list[tuple[int, str]]):
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record):
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+async def failing(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    raise RuntimeError("the application failed")
+
+
+async def talk_then_fail(access_log: bool) -> list[tuple[int, str]]:
+    """A socket that talks and is closed, then one whose application fails, each on a
+    server logging as taxi's does: what their logs say."""
+    settings = {"log_config": log_config(), "log_level": "info", "access_log": access_log}
+    lines: list[tuple[int, str]] = []
+    for app in (greeting(then="close"), failing):
+        async with served(app, WebSocketProtocol, **settings) as (port, state):
+            # Once uvicorn has configured its logging, which replaces the handlers.
+            noting = _Lines(lines)
+            logging.getLogger("uvicorn.error").addHandler(noting)
+            try:
+                async with connect(f"ws://127.0.0.1:{port}/") as client:
+                    with pytest.raises(ConnectionClosed):
+                        while True:
+                            await client.recv()
+                await asyncio.gather(*state.tasks)
+            finally:
+                logging.getLogger("uvicorn.error").removeHandler(noting)
+    return lines
+
+
+async def test_without_the_access_log_a_socket_s_comings_and_goings_are_not_logged_but_errors_are():
+    lines = await talk_then_fail(access_log=False)
+
+    assert [text for level, text in lines if level < logging.WARNING] == []
+    assert (logging.ERROR, "Exception in ASGI application\n") in lines
+
+
+async def test_with_the_access_log_each_socket_s_comings_and_goings_are_logged():
+    lines = await talk_then_fail(access_log=True)
+
+    said = [text for level, text in lines if level == logging.INFO]
+    assert said.count("connection open") == 2
+    assert len([text for text in said if text.endswith('"WebSocket /" [accepted]')]) == 2
+    assert (logging.ERROR, "Exception in ASGI application\n") in lines
 
 
 class _Transport:
