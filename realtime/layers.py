@@ -1,4 +1,5 @@
-"""The channel layer: channels_redis's pub/sub layer, publishing in pipelines.
+"""The channel layer: channels_redis's pub/sub layer, publishing and subscribing in
+pipelines.
 
 channels_redis publishes one message a round trip to Redis and holds a lock of the
 process's while it waits for the reply, so every position and event a process sends
@@ -6,8 +7,12 @@ queues behind the one before it: under load the queue, not the work, sets the la
 Here the messages that queued while one round trip was out go together in the next,
 written and answered on a connection kept for publishing (see `CommandWriter`).
 
+Subscriptions go the same way: those asked for while the layer's lock is held (by a
+pipeline out, or the subscriptions before) go together in the next `SUBSCRIBE`, where
+channels_redis writes one a channel, through redis-py's retrying and checking each time
+(a socket asks for two as it opens: docs/benchmarks.md, finding 63).
 The messages a subscription receives are taken from its connection's parser as they
-stand, rather than one `get_message` each (docs/benchmarks.md, finding 61).
+stand, rather than one `get_message` each (finding 61).
 
 Each channel's messages wait in a `LeanQueue` (120 bytes) instead of an `asyncio.Queue`
 (3.3 KB): a channel is a socket (docs/benchmarks.md, finding 51).
@@ -18,6 +23,7 @@ requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves
 """
 
 import asyncio
+import itertools
 import logging
 
 from channels_redis.pubsub import (
@@ -40,6 +46,7 @@ class PipelinedShardConnection(RedisSingleShardConnection):
         # The lock is the one subscribing takes, as channels_redis has it.
         self._outbox = Outbox[tuple[str, bytes]](self._publish_all, lock=self._lock)
         self._writer = CommandWriter()
+        self._subscriptions = Outbox[tuple[bool, str]](self._subscriptions_change, lock=self._lock)
 
     async def publish(self, channel, message):
         await self._outbox.put((channel, message))
@@ -48,6 +55,27 @@ class PipelinedShardConnection(RedisSingleShardConnection):
         self._ensure_redis()
         commands = [(b"PUBLISH", channel, message) for channel, message in messages]
         await self._writer.replies(self._redis, commands)
+
+    async def subscribe(self, channel):
+        await self._subscriptions.put((True, channel))
+
+    async def unsubscribe(self, channel):
+        await self._subscriptions.put((False, channel))
+
+    async def _subscriptions_change(self, changes: list[tuple[bool, str]]) -> None:
+        """Subscribes (True) to and unsubscribes (False) from channels as asked, in
+        order: each run of subscriptions, or of unsubscriptions, one command."""
+        self._ensure_redis()
+        self._ensure_receiver()
+        for subscribing, run in itertools.groupby(changes, key=lambda change: change[0]):
+            channels = dict.fromkeys(channel for _, channel in run)
+            if subscribing:
+                if new := [channel for channel in channels if channel not in self._subscribed_to]:
+                    await self._pubsub.subscribe(*new)
+                    self._subscribed_to.update(new)
+            elif held := [channel for channel in channels if channel in self._subscribed_to]:
+                await self._pubsub.unsubscribe(*held)
+                self._subscribed_to.difference_update(held)
 
     async def _do_receiving(self):
         # channels_redis's loop, draining what the parser holds after each message.

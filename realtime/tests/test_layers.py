@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from channels.layers import get_channel_layer
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import DefaultParser
 from redis.exceptions import ResponseError
 from redis.utils import HIREDIS_AVAILABLE
@@ -99,6 +100,68 @@ async def test_messages_read_at_once_arrive_in_order_and_subscriptions_stay_acco
     # redis-py heard the confirmation, read among the messages, and forgot the channel.
     assert not pubsub.pending_unsubscribe_channels
     assert group_channel.encode() not in pubsub.channels
+
+
+async def test_subscriptions_asked_at_once_go_in_fewer_commands_and_each_channel_hears(
+    monkeypatch,
+):
+    commands: list[tuple] = []
+    execute_command = PubSub.execute_command
+
+    async def counted(self, *args):
+        commands.append(args)
+        return await execute_command(self, *args)
+
+    monkeypatch.setattr(PubSub, "execute_command", counted)
+    layer = get_channel_layer()
+    try:
+        channels = await asyncio.gather(*(layer.new_channel() for _ in range(50)))
+        for n, channel in enumerate(channels):
+            await layer.send(channel, {"type": "x", "n": n})
+
+        async with asyncio.timeout(5):
+            received = [(await layer.receive(channel))["n"] for channel in channels]
+
+        assert received == list(range(50))
+        subscriptions = [args[1:] for args in commands if args[0] == "SUBSCRIBE"]
+        assert sorted(name for names in subscriptions for name in names) == sorted(channels)
+        assert len(subscriptions) < 50
+    finally:
+        await layer.flush()
+
+
+async def test_a_group_left_and_joined_at_once_is_joined(listener):
+    layer, _ = listener
+    leaving, joining = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("changing", leaving)
+
+    # The last member's leave unsubscribes, the join subscribes again: in that order.
+    await asyncio.gather(
+        layer.group_discard("changing", leaving), layer.group_add("changing", joining)
+    )
+    await layer.group_send("changing", {"type": "x", "n": 1})
+
+    async with asyncio.timeout(5):
+        assert await layer.receive(joining) == {"type": "x", "n": 1}
+
+
+async def test_a_group_joined_and_left_at_once_is_left(listener):
+    layer, channel = listener
+    member = await layer.new_channel()
+    group_channel = layer._get_layer()._get_group_channel_name("changing")
+
+    await asyncio.gather(
+        layer.group_add("changing", member), layer.group_discard("changing", member)
+    )
+    await layer.group_send("changing", {"type": "x", "n": 1})
+    # On the same subscription's connection, after what was sent to the group.
+    await layer.group_send("published", {"type": "x", "n": 2})
+
+    async with asyncio.timeout(5):
+        assert await layer.receive(channel) == {"type": "x", "n": 2}
+    (shard,) = layer._get_layer()._shards
+    assert group_channel not in shard._subscribed_to
+    assert group_channel.encode() not in shard._pubsub.channels
 
 
 def test_redis_replies_are_parsed_by_hiredis():
