@@ -94,21 +94,70 @@ class TestTripList:
         assert len(body["results"]) == 2
         assert body["next"]
 
-    def test_a_page_is_counted_without_joining_the_parties(
+    def test_a_page_and_the_count_are_one_statement_the_count_without_the_parties(
         self, client_for, rider, driver, make_trip, django_assert_num_queries
     ):
         for _ in range(3):
             make_trip(rider, status=Trip.Status.COMPLETED, driver=driver)
         client = client_for(rider)
 
-        # Authenticating the user, counting the trips, then the page's rows.
-        with django_assert_num_queries(3) as queries:
+        # Authenticating the user, then the page's rows with the count in each.
+        with django_assert_num_queries(2) as queries:
             body = client.get("/api/trip/?limit=2").json()
 
-        count = next(query["sql"] for query in queries if "COUNT(" in query["sql"])
+        page = queries[-1]["sql"]
+        count = page[: page.index("), ")]  # the first column
+        assert "COUNT(" in count
         assert "JOIN" not in count
         assert body["count"] == 3
         assert [trip["driver"]["id"] for trip in body["results"]] == [driver.id, driver.id]
+
+    def test_a_driver_s_page_of_one_status_counts_only_what_they_see_in_it(
+        self, client_for, rider, driver, make_user, make_trip
+    ):
+        make_trip(rider)  # open for requests, which every driver sees
+        mine = [make_trip(rider, status=Trip.Status.COMPLETED, driver=driver) for _ in range(3)]
+        make_trip(rider, status=Trip.Status.COMPLETED, driver=make_user("driver"))
+
+        body = client_for(driver).get("/api/trip/?status=COMPLETED&limit=2").json()
+
+        assert body["count"] == 3
+        assert [trip["id"] for trip in body["results"]] == [str(mine[2].id), str(mine[1].id)]
+
+    def test_a_page_past_the_last_trip_is_empty_and_still_counts_them(
+        self, client_for, rider, driver, make_trip
+    ):
+        for _ in range(3):
+            make_trip(rider, status=Trip.Status.COMPLETED, driver=driver)
+
+        body = client_for(rider).get("/api/trip/?limit=2&offset=5").json()
+
+        assert body["count"] == 3
+        assert body["results"] == []
+        assert body["next"] is None
+        assert body["previous"]
+
+    def test_the_last_page_has_what_is_left_and_the_count(
+        self, client_for, rider, driver, make_trip
+    ):
+        made = [make_trip(rider, status=Trip.Status.COMPLETED, driver=driver) for _ in range(3)]
+
+        body = client_for(rider).get("/api/trip/?limit=2&offset=2").json()
+
+        assert body["count"] == 3
+        assert [trip["id"] for trip in body["results"]] == [str(made[0].id)]  # the oldest
+        assert body["next"] is None
+
+    def test_a_page_of_none_counts_none_in_the_page_s_statement(
+        self, client_for, rider, make_user, make_trip, django_assert_num_queries
+    ):
+        make_trip(make_user("rider"))  # someone else's
+        client = client_for(rider)
+
+        with django_assert_num_queries(2):
+            body = client.get("/api/trip/?limit=2").json()
+
+        assert body == {"count": 0, "next": None, "previous": None, "results": []}
 
     def test_no_query_per_row(
         self, client_for, rider, make_user, make_trip, django_assert_num_queries
