@@ -1,8 +1,10 @@
 """The Redis channel layer publishes what queued behind a round trip in one pipeline,
 and every message still arrives once, in order; a pipeline that Redis refuses, that is
 cut off or that gets no answer in time fails its senders, and the next goes through.
-Its subscriptions hand on every message a read of the socket brought, in order, and
-redis-py keeps its account of them."""
+Subscriptions asked for at once go in few commands, each run of subscribing or leaving
+in its order. Its subscriptions hand on every message a read of the socket brought, in
+order, redis-py keeps its account of them, and an error read among them is logged
+without losing the rest."""
 
 import asyncio
 from urllib.parse import urlsplit, urlunsplit
@@ -100,6 +102,42 @@ async def test_messages_read_at_once_arrive_in_order_and_subscriptions_stay_acco
     # redis-py heard the confirmation, read among the messages, and forgot the channel.
     assert not pubsub.pending_unsubscribe_channels
     assert group_channel.encode() not in pubsub.channels
+
+
+async def test_an_error_read_among_messages_is_logged_and_the_messages_still_arrive(
+    listener, caplog
+):
+    layer, channel = listener
+    await layer.group_send("published", {"type": "x", "n": -1})
+    async with asyncio.timeout(5):
+        assert await layer.receive(channel) == {"type": "x", "n": -1}
+    (shard,) = layer._get_layer()._shards
+    pubsub = shard._pubsub
+    get_message, held, release = pubsub.get_message, asyncio.Event(), asyncio.Event()
+
+    async def held_back(*args, **kwargs):
+        held.set()
+        await release.wait()
+        return await get_message(*args, **kwargs)
+
+    pubsub.get_message = held_back
+    async with asyncio.timeout(5):
+        await held.wait()
+    for n in range(10):
+        await layer.group_send("published", {"type": "x", "n": n})
+    # A command Redis does not know: it answers with an error.
+    await pubsub.connection.send_command("NO-SUCH-COMMAND")
+    for n in range(10, 20):
+        await layer.group_send("published", {"type": "x", "n": n})
+    release.set()
+
+    async with asyncio.timeout(5):
+        received = [(await layer.receive(channel))["n"] for _ in range(20)]
+
+    assert received == list(range(20))
+    (failure,) = [record for record in caplog.records if record.exc_info]
+    assert failure.getMessage() == "Receiving from Redis failed."
+    assert failure.exc_info[0] is ResponseError
 
 
 async def test_subscriptions_asked_at_once_go_in_fewer_commands_and_each_channel_hears(
