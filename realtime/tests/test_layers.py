@@ -61,6 +61,29 @@ async def test_a_channel_s_messages_wait_in_a_lean_queue():
     await layer.flush()
 
 
+class HeldReader:
+    """A subscription's reader held at its next read of the socket until released, so
+    that what is sent meanwhile waits there to be read at once; counts the reads."""
+
+    def __init__(self, pubsub):
+        self.held, self.release, self.reads = asyncio.Event(), asyncio.Event(), 0
+        self._get_message = pubsub.get_message
+        pubsub.get_message = self._get_message_when_released
+
+    @classmethod
+    async def of(cls, pubsub) -> "HeldReader":
+        reader = cls(pubsub)
+        async with asyncio.timeout(5):
+            await reader.held.wait()
+        return reader
+
+    async def _get_message_when_released(self, *args, **kwargs):
+        self.held.set()
+        await self.release.wait()
+        self.reads += 1
+        return await self._get_message(*args, **kwargs)
+
+
 async def test_messages_read_at_once_arrive_in_order_and_subscriptions_stay_accounted(listener):
     layer, channel = listener
     leaving = await layer.new_channel()
@@ -71,34 +94,23 @@ async def test_messages_read_at_once_arrive_in_order_and_subscriptions_stay_acco
     (shard,) = layer._get_layer()._shards
     pubsub = shard._pubsub
     group_channel = layer._get_layer()._get_group_channel_name("leaving")
-    # Receiving held at its next read, so that what follows waits on the socket and is
-    # read at once: messages, the confirmation of an unsubscription, messages again.
-    get_message, held, release, reads = pubsub.get_message, asyncio.Event(), asyncio.Event(), 0
-
-    async def counted(*args, **kwargs):
-        nonlocal reads
-        held.set()
-        await release.wait()
-        reads += 1
-        return await get_message(*args, **kwargs)
-
-    pubsub.get_message = counted
-    async with asyncio.timeout(5):
-        await held.wait()
+    # What follows waits on the socket and is read at once: messages, the confirmation
+    # of an unsubscription, messages again.
+    reader = await HeldReader.of(pubsub)
     for n in range(100):
         await layer.group_send("published", {"type": "x", "n": n})
     await layer.group_discard("leaving", leaving)
     assert group_channel.encode() in pubsub.pending_unsubscribe_channels
     for n in range(100, 200):
         await layer.group_send("published", {"type": "x", "n": n})
-    release.set()
+    reader.release.set()
 
     async with asyncio.timeout(5):
         received = [(await layer.receive(channel))["n"] for _ in range(200)]
 
     assert received == list(range(200))
     # The messages came from the parser, a read of the socket bringing many.
-    assert reads < 20
+    assert reader.reads < 20
     # redis-py heard the confirmation, read among the messages, and forgot the channel.
     assert not pubsub.pending_unsubscribe_channels
     assert group_channel.encode() not in pubsub.channels
@@ -113,23 +125,14 @@ async def test_an_error_read_among_messages_is_logged_and_the_messages_still_arr
         assert await layer.receive(channel) == {"type": "x", "n": -1}
     (shard,) = layer._get_layer()._shards
     pubsub = shard._pubsub
-    get_message, held, release = pubsub.get_message, asyncio.Event(), asyncio.Event()
-
-    async def held_back(*args, **kwargs):
-        held.set()
-        await release.wait()
-        return await get_message(*args, **kwargs)
-
-    pubsub.get_message = held_back
-    async with asyncio.timeout(5):
-        await held.wait()
+    reader = await HeldReader.of(pubsub)
     for n in range(10):
         await layer.group_send("published", {"type": "x", "n": n})
     # A command Redis does not know: it answers with an error.
     await pubsub.connection.send_command("NO-SUCH-COMMAND")
     for n in range(10, 20):
         await layer.group_send("published", {"type": "x", "n": n})
-    release.set()
+    reader.release.set()
 
     async with asyncio.timeout(5):
         received = [(await layer.receive(channel))["n"] for _ in range(20)]
