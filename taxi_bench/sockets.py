@@ -1,9 +1,8 @@
 """A benchmark user's WebSocket to taxi (or to the raw relay).
 
-Each socket reads in its own task and hands every message, stamped with the time it
-arrived, to the workload's handler; replies to requests that carried a `request_id`
-also resolve the future `ask` returned, so setup steps await their answers instead
-of sleeping.
+Each socket hands every message, stamped with the time its bytes were read, to the
+workload's handler; replies to requests that carried a `request_id` also resolve the
+future `ask` returned, so setup steps await their answers instead of sleeping.
 """
 
 import asyncio
@@ -14,10 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
 from taxi_bench.target import Target
+from taxi_bench.websocket_client import WebSocketClient, open_websocket
 
 NATIVE_SUBPROTOCOL = "taxi.v2"
 # Frames from taxi are a few KB at most; a snapshot of a busy user may be larger.
@@ -38,40 +35,47 @@ class Peer:
     _run = secrets.token_hex(4)
     _request_numbers = itertools.count(1)
 
-    def __init__(self, connection: ClientConnection, *, user_id: int | None = None):
-        self.connection = connection
+    def __init__(self, socket: WebSocketClient, *, user_id: int | None = None):
+        self.socket = socket
         self.user_id = user_id
         self.on_message: Handler = _ignore
         self.replies: dict[str, asyncio.Future] = {}
-        self.reader: asyncio.Task | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        socket.closed.add_done_callback(self._replies_fail)
 
     def listen(self, on_message: Handler, *, until: float) -> None:
-        """Read until the socket closes or the monotonic clock reaches `until`."""
+        """Hand messages to `on_message` until the socket closes or the monotonic
+        clock reaches `until`."""
         self.on_message = on_message
-        self.reader = asyncio.create_task(self._read(until))
+        self.socket.listen(self._received)
+        self._deadline = asyncio.get_running_loop().call_later(
+            max(0.0, until - time.monotonic()), self._stop_listening
+        )
 
-    async def _read(self, until: float) -> None:
-        try:
-            async with asyncio.timeout(max(0.0, until - time.monotonic())):
-                async for frame in self.connection:
-                    at = time.monotonic()
-                    message = json.loads(frame)
-                    self.on_message(self, message, at)
-                    request_id = message.get("request_id")
-                    future = self.replies.pop(request_id, None) if request_id else None
-                    if future is not None and not future.done():
-                        future.set_result(message)
-        except TimeoutError:
-            pass
-        except ConnectionClosed:
-            pass
-        finally:
-            for future in self.replies.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("the socket closed before the reply"))
+    def _received(self, frame: bytes, at: float) -> None:
+        message = json.loads(frame)
+        self.on_message(self, message, at)
+        request_id = message.get("request_id")
+        future = self.replies.pop(request_id, None) if request_id else None
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _stop_listening(self) -> None:
+        self.socket.listen(None)
+        self._replies_fail()
+
+    def _replies_fail(self, *_: Any) -> None:
+        replies, self.replies = self.replies, {}
+        for future in replies.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the socket closed before the reply"))
+
+    @property
+    def closed(self) -> bool:
+        return self.socket.closed.done()
 
     async def send(self, message: dict) -> None:
-        await self.connection.send(json.dumps(message, separators=(",", ":")))
+        self.socket.send(json.dumps(message, separators=(",", ":")))
 
     def new_request_id(self) -> str:
         return f"{self._run}-{next(self._request_numbers)}"
@@ -85,9 +89,9 @@ class Peer:
         return await asyncio.wait_for(future, timeout)
 
     async def close(self) -> None:
-        await self.connection.close()
-        if self.reader is not None:
-            await asyncio.gather(self.reader, return_exceptions=True)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        await self.socket.close()
 
 
 async def open_connection(
@@ -96,20 +100,17 @@ async def open_connection(
     subprotocols: list[str] | None = None,
     timeout: float = 10.0,
     compression: bool = False,
-) -> ClientConnection:
-    return await connect(
+) -> WebSocketClient:
+    # Compression is off unless asked for: the load measures the server, and taxi turns
+    # per-message deflate off; offering it shows what it would cost if it were on.
+    # Pings are what the connections workload measures, when it chooses to; the
+    # client only answers the server's. No proxy from the environment is ever used:
+    # the target was checked to be loopback.
+    return await open_websocket(
         url,
         subprotocols=subprotocols,
-        # Off unless asked for: the load measures the server, and taxi turns
-        # per-message deflate off; offering it shows what it would cost if it were on.
-        compression="deflate" if compression else None,
-        # Pings are what the connections workload measures, when it chooses to.
-        ping_interval=None,
-        # Never through a proxy from the environment: the target was checked to be
-        # loopback, and a proxy would send the load elsewhere.
-        proxy=None,
-        open_timeout=timeout,
-        close_timeout=5,
+        timeout=timeout,
+        compression=compression,
         max_size=MAX_FRAME_BYTES,
     )
 
@@ -124,22 +125,24 @@ async def open_taxi_socket(
 ) -> tuple[Peer, dict | None]:
     """Open an authenticated socket; for the native protocol, wait for its snapshot
     (the socket is usable once it has arrived) and return it too."""
-    connection = await open_connection(
+    socket = await open_connection(
         target.ws_url("/taxi/", token=access),
         subprotocols=[NATIVE_SUBPROTOCOL] if native else None,
         timeout=timeout,
         compression=compression,
     )
-    peer = Peer(connection)
+    peer = Peer(socket)
     snapshot = None
     if native:
         try:
-            first: Any = json.loads(await asyncio.wait_for(connection.recv(), timeout))
+            async with asyncio.timeout(timeout):
+                frame, _ = await socket.recv()
+            first: Any = json.loads(frame)
         except BaseException:
-            await connection.close()
+            await socket.close()
             raise
         if first.get("type") != "snapshot":
-            await connection.close()
+            await socket.close()
             raise ConnectionError(f"the first message was {first.get('type')!r}, not a snapshot")
         snapshot = first["data"]
         peer.user_id = snapshot["user"]["id"]

@@ -93,7 +93,7 @@ async def run(context: Context, args) -> Outcome:
 
     await context.checkpoints.reach("holding")
     await asyncio.sleep(min(args.hold, context.remaining()))
-    outcome.counts["closed_while_held"] = sum(peer.reader.done() for peer in peers.values())
+    outcome.counts["closed_while_held"] = sum(peer.closed for peer in peers.values())
 
     began = time.monotonic()
     numbers = sorted(peers)

@@ -7,8 +7,6 @@ first ends whatever its snapshots say is still active, so every run starts clean
 import asyncio
 from dataclasses import dataclass, field
 
-from websockets.exceptions import ConnectionClosed
-
 from taxi_bench.sockets import Peer, open_taxi_socket
 from taxi_bench.target import Target
 from taxi_bench.users import BenchUser
@@ -20,8 +18,9 @@ class PairFailed(Exception):
     """A setup step was refused; the pair sits the run out."""
 
 
-# What can go wrong with a pair's socket or its steps: it then sits the run out.
-PAIR_TROUBLE = (PairFailed, TimeoutError, OSError, ConnectionClosed)
+# What can go wrong with a pair's socket or its steps (a closed socket is an OSError):
+# it then sits the run out.
+PAIR_TROUBLE = (PairFailed, TimeoutError, OSError)
 
 
 async def ask(peer: Peer, kind: str, data: dict, expect: str) -> dict:
