@@ -31,8 +31,14 @@ class Trip(models.Model):
     drop_off_lat = models.FloatField(null=True, blank=True)
     drop_off_lng = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED)
+    # No index of their own: the (party, created) indexes below lead with them. Every
+    # trip step writes to each of the table's indexes (a status change is never a
+    # heap-only update), so an index that duplicates another's lead costs every step.
     rider = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trips_as_rider"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="trips_as_rider",
+        db_index=False,
     )
     driver = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -40,6 +46,7 @@ class Trip(models.Model):
         null=True,
         blank=True,
         related_name="trips_as_driver",
+        db_index=False,
     )
     # When each status was last entered.
     requested_at = models.DateTimeField(auto_now_add=True)
@@ -118,7 +125,8 @@ class Trip(models.Model):
 class TrailPoint(models.Model):
     """Where the trip's driver was while the trip was active: its history and distance."""
 
-    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="trail")
+    # Indexed by `trail_trip_measured`, which leads with it.
+    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="trail", db_index=False)
     lat = models.FloatField()
     lng = models.FloatField()
     heading = models.FloatField(null=True, blank=True)
