@@ -19,6 +19,7 @@ from taxi_bench.websocket_client import (
 
 # RFC 6455, section 1.3's example key and the accept it must be answered with.
 KEY, ACCEPT = "dGhlIHNhbXBsZSBub25jZQ==", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+REQUEST = b"GET / HTTP/1.1\r\n\r\n"
 
 
 @pytest.fixture
@@ -232,7 +233,7 @@ def frame(opcode: int, payload: bytes, *, first: int = 0x80, masked: bool = Fals
 
 def client_made(**options) -> tuple[WebSocketClient, Transport, Inbox]:
     options = {"subprotocols": [], "deflate": False, "max_size": 1024, **options}
-    client = WebSocketClient(b"GET / HTTP/1.1\r\n\r\n", KEY, **options)
+    client = WebSocketClient(REQUEST, KEY, **options)
     transport = Transport()
     client.connection_made(transport)
     inbox = Inbox()
@@ -240,16 +241,28 @@ def client_made(**options) -> tuple[WebSocketClient, Transport, Inbox]:
     return client, transport, inbox
 
 
+def written_frames(transport: Transport) -> list[tuple[int, bytes]]:
+    """The frames the client wrote after its request: opcode and unmasked payload."""
+    data, frames = bytes(transport.written[len(REQUEST) :]), []
+    while data:
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        mask, payload = data[start : start + 4], data[start + 4 : start + 4 + length]
+        frames.append((data[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))))
+        data = data[start + 4 + length :]
+    return frames
+
+
 def written_close_code(transport: Transport) -> int:
-    """The close code of the close frame the client wrote last (masked, as clients do)."""
-    close = bytes(transport.written[transport.written.rfind(b"\x88") :])
-    mask, payload = close[2:6], close[6:8]
-    return int.from_bytes(bytes(b ^ mask[i] for i, b in enumerate(payload)), "big")
+    """The close code of the close frame the client wrote last."""
+    closes = [payload for opcode, payload in written_frames(transport) if opcode == 0x8]
+    return int.from_bytes(closes[-1][:2], "big")
 
 
 async def test_the_request_is_written_as_the_connection_opens():
     _, transport, _ = client_made()
-    assert bytes(transport.written) == b"GET / HTTP/1.1\r\n\r\n"
+    assert bytes(transport.written) == REQUEST
 
 
 @pytest.mark.parametrize("chunk", [1, 7, None], ids=["byte by byte", "in sevens", "at once"])
