@@ -5,6 +5,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts import sessions
+from accounts.models import User
 from accounts.selectors import user_by_id
 
 
@@ -13,7 +14,9 @@ class RevocableJWTAuthentication(JWTAuthentication):
 
     They come in two parts: the token's own (`token_checked`), which need no I/O, so a
     socket's handshake makes them on the event loop; and its session's and user's
-    (`session_check`, `get_user`), which may read Redis and do read the database.
+    (`session_check`, `get_user`), which may read Redis and do read the database. A
+    caller that reads the user with more in the same statement (a socket's handshake)
+    makes the user's checks from their parts (`user_id_of`, `user_confirmed`).
     """
 
     def get_validated_token(self, raw_token):
@@ -34,13 +37,27 @@ class RevocableJWTAuthentication(JWTAuthentication):
         """The token's user, refused as simplejwt refuses them, read with a composed
         query: every authenticated request and socket handshake reads it, and the
         ORM's compilation cost more than the read (docs/benchmarks.md, finding 25)."""
-        if api_settings.CHECK_REVOKE_TOKEN:
-            # Tokens are revoked by log-in session here; simplejwt's own way of
-            # revoking them, should it be turned on, is simplejwt's to check.
+        if self.reads_user_its_own_way():
             return super().get_user(validated_token)
+        return self.user_confirmed(user_by_id(self.user_id_of(validated_token)))
+
+    @staticmethod
+    def reads_user_its_own_way() -> bool:
+        """Whether simplejwt must read the token's user itself. Tokens are revoked by
+        log-in session here; simplejwt's own way of revoking them (a hash of the
+        user's password in the token), should it be turned on, is simplejwt's to check."""
+        return api_settings.CHECK_REVOKE_TOKEN
+
+    @staticmethod
+    def user_id_of(validated_token):
         if api_settings.USER_ID_CLAIM not in validated_token:
             raise InvalidToken(_("Token contained no recognizable user identification"))
-        user = user_by_id(validated_token[api_settings.USER_ID_CLAIM])
+        return validated_token[api_settings.USER_ID_CLAIM]
+
+    @staticmethod
+    def user_confirmed(user: User | None) -> User:
+        """The token's user, read by its id (`user_id_of`), refused as simplejwt
+        refuses them: gone, or inactive."""
         if user is None:
             raise AuthenticationFailed(_("User not found"), code="user_not_found")
         if not user.is_active:

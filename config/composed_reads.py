@@ -72,16 +72,20 @@ class ComposedRead(Generic[M]):
             composed = self._composed[connection.vendor] = self._compose()
         return composed
 
-    def _compose(self) -> "_Composed":
-        quote = connection.ops.quote_name
-        tables = [_Table(None, self.model, self.alias)] + [
+    def tables(self) -> list["_Table"]:
+        """The model's table and each related one, in the order of a row's columns."""
+        return [_Table(None, self.model, self.alias)] + [
             _Table(field, field.related_model, as_) for field, as_ in self.related
         ]
-        columns = [
-            Col(table.alias, field)
-            for table in tables
-            for field in table.model._meta.concrete_fields
-        ]
+
+    def joins(self, *, outer: bool = False) -> list[str]:
+        """The related rows' joins; all outer ones, for `outer`."""
+        return [join(self.alias, field, as_, outer=outer) for field, as_ in self.related]
+
+    def _compose(self) -> "_Composed":
+        quote = connection.ops.quote_name
+        tables = self.tables()
+        columns = _columns(tables)
         if self.changed_by:
             changed, source = [f"WITH {self.alias} AS ({self.changed_by} RETURNING *)"], self.alias
         else:
@@ -91,11 +95,74 @@ class ComposedRead(Generic[M]):
                 *changed,
                 f"SELECT {', '.join(column_sql(column) for column in columns)}",
                 f"FROM {source}",
-                *[join(self.alias, field, as_) for field, as_ in self.related],
+                *self.joins(),
                 *([f"WHERE {self.where}"] if self.where else []),
             ]
         )
         return _Composed(plan_kept(sql), converters_of(columns), tables)
+
+
+L = TypeVar("L", bound=Model)
+
+
+class LeadRead(Generic[L, M]):
+    """A row of `lead` (as `alias`) by its primary key and, in the same statement, the
+    rows of `follows` (a `ComposedRead`, with its related rows) that `on` joins to it:
+    the lead's instance, or None if there is no such row, and the others' instances.
+    The lead is read whether any row joins it or none does.
+
+    `on` is SQL against both reads' aliases, a constant of the code with no `%s`;
+    `follows`' own condition and parameters are not used.
+    """
+
+    def __init__(self, lead: type[L], *, alias: str, follows: ComposedRead[M], on: str):
+        self.lead = lead
+        self.alias = alias
+        self.follows = follows
+        self.on = on
+        self._composed: dict[str, tuple[str, _Composed, _Composed]] = {}
+
+    def __call__(self, pk) -> tuple[L | None, list[M]]:
+        sql, lead, follows = self._composed_for_backend()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, prepared([self.lead._meta.pk], [pk]))
+            rows = cursor.fetchall()
+        if not rows:
+            return None, []
+        width = lead.tables[0].width
+        followed_pk = width + follows.tables[0].pk_index
+        return lead.instance(rows[0][:width]), [
+            follows.instance(row[width:]) for row in rows if row[followed_pk] is not None
+        ]
+
+    def _composed_for_backend(self) -> tuple[str, "_Composed", "_Composed"]:
+        composed = self._composed.get(connection.vendor)
+        if composed is None:
+            composed = self._composed[connection.vendor] = self._compose()
+        return composed
+
+    def _compose(self) -> tuple[str, "_Composed", "_Composed"]:
+        quote = connection.ops.quote_name
+        lead_tables = [_Table(None, self.lead, self.alias)]
+        follows_tables = self.follows.tables()
+        lead_columns, follows_columns = _columns(lead_tables), _columns(follows_tables)
+        followed = self.follows.model._meta.db_table
+        sql = " ".join(
+            [
+                f"SELECT {', '.join(map(column_sql, lead_columns + follows_columns))}",
+                f"FROM {quote(self.lead._meta.db_table)} AS {self.alias}",
+                f"LEFT JOIN {quote(followed)} AS {self.follows.alias} ON {self.on}",
+                # Outer joins all: a lead that nothing follows has NULLs in their place.
+                *self.follows.joins(outer=True),
+                f"WHERE {self.alias}.{quote(self.lead._meta.pk.column)} = %s",
+            ]
+        )
+        sql = plan_kept(sql)
+        return (
+            sql,
+            _Composed(sql, converters_of(lead_columns), lead_tables),
+            _Composed(sql, converters_of(follows_columns), follows_tables),
+        )
 
 
 def prepared(fields: Sequence[Field], values: Sequence) -> list:
@@ -116,14 +183,20 @@ def column_sql(column: Col) -> str:
     return f"{column.alias}.{connection.ops.quote_name(column.target.column)}"
 
 
-def join(alias: str, field: Field, as_: str) -> str:
+def join(alias: str, field: Field, as_: str, *, outer: bool = False) -> str:
     """The join from the table `alias` through its foreign key `field` to the row it
-    points to, as `as_`: an outer join where the key may be null."""
+    points to, as `as_`: an outer join where the key may be null, or if `outer`."""
     quote = connection.ops.quote_name
     return (
-        f"{'LEFT ' if field.null else ''}JOIN {quote(field.related_model._meta.db_table)} "
+        f"{'LEFT ' if field.null or outer else ''}JOIN {quote(field.related_model._meta.db_table)} "
         f"AS {as_} ON {as_}.{quote(field.target_field.column)} = {alias}.{quote(field.column)}"
     )
+
+
+def _columns(tables: Sequence["_Table"]) -> list[Col]:
+    return [
+        Col(table.alias, field) for table in tables for field in table.model._meta.concrete_fields
+    ]
 
 
 def converters_of(columns: Sequence[Col]) -> list[tuple[int, Col, list]]:

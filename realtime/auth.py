@@ -8,8 +8,8 @@ credentials expire and which log-in session they belong to.
 
 A token is checked here only as far as it can be without I/O (signature, type, expiry),
 on the event loop: the socket is then anonymous but for `scope["claims"]`, and the
-consumer confirms the token's session and user (`token_user`) in the thread hop in
-which it reads the socket's state, one hop for the handshake instead of two
+consumer confirms the token's session and user (`token_user_and_trips`) in the thread
+hop in which it reads the socket's state, one hop for the handshake instead of two
 (docs/benchmarks.md, finding 54). Anything that does not know of the claims sees an
 anonymous socket.
 """
@@ -31,6 +31,8 @@ from accounts.models import User
 from accounts.selectors import user_active
 from realtime.database import db
 from realtime.tickets import ticket_redeem
+from trips.models import Trip
+from trips.selectors import trips_active_for, user_with_active_trips
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class SocketAuth:
 
 class TokenClaims:
     """An access token that checked out on its own, and who it says the socket is; its
-    session and its user are still to be confirmed (`token_user`).
+    session and its user are still to be confirmed (`token_user_and_trips`).
 
     The scope is copied on its way to the consumer, and every copy lasts as long as the
     socket: the token is taken from the claims once (`take`), so that none keeps it."""
@@ -75,12 +77,18 @@ def _token_claims(raw: str) -> tuple[TokenClaims, SocketAuth] | None:
     return TokenClaims(token, user_id), auth
 
 
-def token_user(token: Token) -> User | None:
+def token_user_and_trips(token: Token) -> tuple[User, list[Trip]] | None:
     """The token's user, unless its session was logged out or the user is gone or
-    inactive (simplejwt's checks of a token's user). Reads the database."""
+    inactive (simplejwt's checks of a token's user), and the trips that still concern
+    them, read with the user in one statement (docs/benchmarks.md, finding 67). Reads
+    the database."""
     try:
         _authentication.session_check(token)
-        return _authentication.get_user(token)
+        if _authentication.reads_user_its_own_way():
+            user = _authentication.get_user(token)
+            return user, trips_active_for(user)
+        user, trips = user_with_active_trips(_authentication.user_id_of(token))
+        return _authentication.user_confirmed(user), trips
     except (InvalidToken, AuthenticationFailed, TokenError):
         return None
 

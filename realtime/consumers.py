@@ -28,7 +28,7 @@ from dispatch import services as dispatch
 from dispatch.location_index import location_index
 from dispatch.positions import AcceptedPosition
 from dispatch.tracking import last_positions, position_share
-from realtime.auth import SocketAuth, TokenClaims, token_user
+from realtime.auth import SocketAuth, TokenClaims, token_user_and_trips
 from realtime.commands import SessionEnded, acting_user, command_execute
 from realtime.database import db
 from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, user_group
@@ -73,10 +73,13 @@ def _connection_state(user: User | Token) -> dict | None:
     and user are confirmed here, in the same thread hop; None if they do not hold, or
     the user may not connect."""
     if isinstance(user, Token):
-        user = token_user(user)
-        if user is None or not _may_connect(user):
+        confirmed = token_user_and_trips(user)
+        if confirmed is None or not _may_connect(confirmed[0]):
             return None
-    trips = sorted(trips_active_for(user), key=lambda trip: trip.created, reverse=True)
+        user, active = confirmed
+    else:
+        active = trips_active_for(user)
+    trips = sorted(active, key=lambda trip: trip.created, reverse=True)
     driving = next(
         (
             trip

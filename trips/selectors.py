@@ -10,6 +10,7 @@ from django.db.models.expressions import Col
 from accounts.models import User, photo_url
 from config.composed_reads import (
     ComposedRead,
+    LeadRead,
     column_sql,
     converted,
     converters_of,
@@ -29,6 +30,19 @@ TRIP_PARTIES = {"rider": "r", "driver": "d"}
 _active = ", ".join(map(text_literal, Trip.ACTIVE_STATUSES))
 _requested = text_literal(Trip.Status.REQUESTED)
 
+
+def _concerning(user_id: str) -> str:
+    """The active trips that concern the user whose id is the SQL `user_id`, as rider
+    or as driver: each side as its partial unique index has it (a driver's trip is
+    active STARTED or IN_PROGRESS; a REQUESTED one has no driver), so that PostgreSQL
+    reads those indexes and not a driver's whole history of trips."""
+    driving = ", ".join(map(text_literal, Trip.DRIVER_ACTIVE_STATUSES))
+    return (
+        f"((t.rider_id = {user_id} AND t.status IN ({_active}))"
+        f" OR (t.driver_id = {user_id} AND t.status IN ({driving})))"
+    )
+
+
 _by_id = ComposedRead(
     Trip, alias="t", related=TRIP_PARTIES, where="t.id = %s", params=[Trip._meta.pk]
 )
@@ -36,8 +50,14 @@ _active_for = ComposedRead(
     Trip,
     alias="t",
     related=TRIP_PARTIES,
-    where=f"(t.rider_id = %s OR t.driver_id = %s) AND t.status IN ({_active})",
+    where=_concerning("%s"),
     params=[_user_id, _user_id],
+)
+_user_with_active_trips = LeadRead(
+    User,
+    alias="u",
+    follows=ComposedRead(Trip, alias="t", related=TRIP_PARTIES, params=[]),
+    on=_concerning("u.id"),
 )
 _requests_of_rider = ComposedRead(
     Trip,
@@ -68,6 +88,13 @@ def trips_active_for(user: User) -> list[Trip]:
     """The trips that still concern `user` as rider or driver (at most one each), in
     no order: every socket's handshake reads them."""
     return _active_for(user.id, user.id)
+
+
+def user_with_active_trips(user_id) -> tuple[User | None, list[Trip]]:
+    """The user, active or not, and the trips that still concern them (as
+    `trips_active_for`), in one statement: a socket's handshake with a token reads
+    both (docs/benchmarks.md, finding 67). None and no trips if there is no such user."""
+    return _user_with_active_trips(user_id)
 
 
 def trips_requested_by(rider: User, request_id: str) -> list[Trip]:

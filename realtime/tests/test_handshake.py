@@ -9,13 +9,16 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from rest_framework_simplejwt import authentication as simplejwt_authentication
+from rest_framework_simplejwt import tokens as simplejwt_tokens
 from rest_framework_simplejwt.tokens import AccessToken
 from uvicorn.protocols.utils import ClientDisconnected
 
+from accounts import authentication
 from accounts.services import session_tokens_issue
 from config.asgi import application
 from conftest import PASSWORD
-from realtime.auth import token_user
+from realtime.auth import token_user_and_trips
 from realtime.consumers import CLOSE_INTERNAL_ERROR, CLOSE_SESSION_ENDED, TripConsumer
 from realtime.delivery import user_group
 from realtime.limits import sockets_per_user
@@ -90,6 +93,14 @@ async def test_inactive_user_is_refused(refused, make_user):
     assert await refused(f"/taxi/?token={tokens['access']}")
 
 
+async def test_token_of_a_user_deleted_since_is_refused(refused, make_user):
+    user = await sync_to_async(make_user)("rider")
+    tokens = await tokens_for(user)
+    await sync_to_async(user.delete)()
+
+    assert await refused(f"/taxi/?token={tokens['access']}")
+
+
 async def test_user_without_a_role_is_refused(refused, make_user):
     user = await sync_to_async(make_user)("")
     tokens = await tokens_for(user)
@@ -113,6 +124,50 @@ class TestATokensHandshake:
 
         assert socket.snapshot["user"]["id"] == rider.id
         assert len(hops) == 1
+
+    def test_reads_its_user_and_their_trips_in_one_statement(
+        self, rider, driver, make_trip, django_assert_num_queries
+    ):
+        trip = make_trip(rider, status="STARTED", driver=driver)
+        make_trip(rider, status="COMPLETED", driver=driver)
+        token = AccessToken(async_to_sync(tokens_for)(driver)["access"])
+
+        with django_assert_num_queries(1):
+            user, trips = token_user_and_trips(token)
+
+        assert user == driver
+        assert [found.id for found in trips] == [trip.id]
+
+    async def test_reads_no_trips_apart_from_its_user(
+        self, open_socket, rider, driver, make_trip, monkeypatch
+    ):
+        trip = await sync_to_async(make_trip)(rider, status="STARTED", driver=driver)
+
+        def apart(user):
+            raise AssertionError("the trips were read in a statement of their own")
+
+        monkeypatch.setattr("realtime.consumers.trips_active_for", apart)
+        socket = await open_socket(driver, native=True)
+
+        assert [found["id"] for found in socket.snapshot["trips"]] == [str(trip.id)]
+
+    def test_with_simplejwt_s_own_revocation_its_user_is_read_its_way(
+        self, rider, make_trip, monkeypatch
+    ):
+        # simplejwt then puts a hash of the user's password in the token, and refuses
+        # it once the password has changed. Its settings object is read at import (an
+        # override of SIMPLE_JWT makes a new one that these modules never see).
+        for module in (authentication, simplejwt_authentication, simplejwt_tokens):
+            monkeypatch.setattr(module.api_settings, "CHECK_REVOKE_TOKEN", True)
+        trip = make_trip(rider)
+        token = AccessToken(async_to_sync(tokens_for)(rider)["access"])
+
+        user, trips = token_user_and_trips(token)
+        assert user == rider and [found.id for found in trips] == [trip.id]
+
+        rider.set_password("another password of the rider's")
+        rider.save()
+        assert token_user_and_trips(token) is None
 
     async def test_refused_once_its_user_is_read_leaves_nothing_held(
         self, open_socket, refused, rider, api_client, settings
@@ -138,9 +193,9 @@ class TestATokensHandshake:
         def heard_while_confirming(token):
             event = {"type": "trip.event", "kind": "trip.updated", "trip": {}}
             async_to_sync(channel_layer.group_send)(user_group(rider.id), event)
-            return token_user(token)
+            return token_user_and_trips(token)
 
-        monkeypatch.setattr("realtime.consumers.token_user", heard_while_confirming)
+        monkeypatch.setattr("realtime.consumers.token_user_and_trips", heard_while_confirming)
         communicator = WebsocketCommunicator(application, f"/taxi/?token={tokens['access']}")
         connected, _ = await communicator.connect(timeout=3)
         assert not connected

@@ -1,18 +1,23 @@
 """The trip reads on hot paths, whose SQL is composed once (`config.composed_reads`):
 they must give what the ORM gives, on every backend the tests run on."""
 
+import json
+import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from trips.models import Trip
 from trips.selectors import (
     VisibleTrips,
+    _user_with_active_trips,
     trip_with_parties,
     trips_active_for,
     trips_requested_by,
     trips_visible_to,
+    user_with_active_trips,
 )
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +79,68 @@ def test_the_active_trips_of_a_user_as_rider_or_driver(make_user, make_trip):
     assert {trip.id for trip in trips_active_for(rider)} == {driven.id}
     assert {trip.id for trip in trips_active_for(driver)} == {driven.id}
     assert {trip.id for trip in trips_active_for(other_rider)} == {requested.id}
+
+
+def test_a_user_and_their_active_trips_in_one_statement(
+    make_user, make_trip, django_assert_num_queries
+):
+    rider, other_rider, driver = make_user("rider"), make_user("rider"), make_user("driver")
+    driven = make_trip(
+        rider, status="IN_PROGRESS", driver=driver, pick_up_lat=51.5, pick_up_lng=-0.12
+    )
+    for _ in range(3):  # a history, which neither side reads
+        make_trip(rider, status="COMPLETED", driver=driver)
+    make_trip(other_rider, status="CANCELED")
+    requested = make_trip(other_rider)
+    expected = Trip.objects.select_related("rider", "driver").get(id=driven.id)
+
+    for user, trips in ((rider, [driven]), (driver, [driven]), (other_rider, [requested])):
+        with django_assert_num_queries(1):
+            found_user, found_trips = user_with_active_trips(user.id)
+            parties = [(trip.rider.id, trip.driver and trip.driver.id) for trip in found_trips]
+
+        assert values_of(found_user) == values_of(user)
+        assert [trip.id for trip in found_trips] == [trip.id for trip in trips]
+        assert {trip.id for trip in trips_active_for(user)} == {trip.id for trip in trips}
+        assert parties == [(trip.rider_id, trip.driver_id) for trip in trips]
+    _, (found,) = user_with_active_trips(driver.id)
+    assert values_of(found) == values_of(expected)
+    assert values_of(found.rider) == values_of(expected.rider)
+    assert values_of(found.driver) == values_of(expected.driver)
+
+
+def test_a_user_with_no_active_trips_is_read_all_the_same(
+    make_user, make_trip, django_assert_num_queries
+):
+    driver, rider = make_user("driver"), make_user("rider")
+    make_trip(rider, status="COMPLETED", driver=driver)
+    driver.is_active = False
+    driver.save()
+
+    with django_assert_num_queries(1):
+        found, trips = user_with_active_trips(driver.id)
+
+    assert values_of(found) == values_of(driver)  # inactive: the caller decides
+    assert trips == []
+    assert user_with_active_trips(driver.id + 1000) == (None, [])
+
+
+@pytest.mark.postgres
+def test_a_drivers_active_trips_are_found_without_their_history(make_user, make_trip):
+    # The partial unique indexes hold a user's active trips, one a side; the driver's
+    # (driver, created) index holds every trip they ever drove.
+    rider, driver = make_user("rider"), make_user("driver")
+    make_trip(rider, status="COMPLETED", driver=driver)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, _, _ = _user_with_active_trips._composed_for_backend()
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", [driver.id])
+        plan = json.dumps(cursor.fetchone()[0])
+
+    trip_indexes = {
+        name for name in re.findall(r'"Index Name": "([^"]+)"', plan) if name.startswith("trip")
+    }
+    assert trip_indexes == {"trip_one_active_per_rider", "trip_one_active_per_driver"}
 
 
 def test_a_request_id_finds_the_trip_it_made_even_once_over(rider, driver, make_trip):
