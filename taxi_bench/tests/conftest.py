@@ -1,5 +1,6 @@
 """A real taxi server for the smoke runs: `python -m config.serve` in a subprocess on a
-free port, on the test database, so that it serves what the test commits."""
+free port, on the test database, so that it serves what the test commits; and small
+`websockets` servers in the test's own loop, for the generator's client and accounting."""
 
 import collections
 import os
@@ -14,6 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import global_settings, settings
 from django.core.management import call_command
+from websockets.asyncio.server import serve
 
 from taxi_bench.suite.paths import REPOSITORY
 from taxi_bench.suite.servers import free_port
@@ -118,3 +120,21 @@ def make_roster(transactional_db, tmp_path, settings):
         return Roster.load(await sync_to_async(make_users)(riders, drivers))
 
     return make
+
+
+@pytest.fixture
+async def websockets_server():
+    """Start a `websockets` server for a handler, without compression unless the
+    options say otherwise; its ws:// URL. Every one is closed after the test."""
+    servers = []
+
+    async def start(handler, **options) -> str:
+        options.setdefault("compression", None)
+        server = await serve(handler, "127.0.0.1", 0, **options)
+        servers.append(server)
+        return f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()

@@ -12,7 +12,6 @@ import time
 from collections import Counter
 
 import pytest
-from websockets.asyncio.server import serve
 
 from taxi_bench.processes import ProcessWatch
 from taxi_bench.relay import location_message
@@ -48,18 +47,11 @@ class FaultyRelay:
 
 
 @pytest.fixture
-async def start_relay():
-    servers = []
-
+def start_relay(websockets_server):
     async def start(relay_behaviour: FaultyRelay) -> str:
-        server = await serve(relay_behaviour.handle, "127.0.0.1", 0, compression=None)
-        servers.append(server)
-        return f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return await websockets_server(relay_behaviour.handle)
 
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    return start
 
 
 class StallAfterReady(InProcess):

@@ -7,7 +7,6 @@ import zlib
 from http import HTTPStatus
 
 import pytest
-from websockets.asyncio.server import serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from taxi_bench.websocket_client import (
@@ -23,20 +22,13 @@ REQUEST = b"GET / HTTP/1.1\r\n\r\n"
 
 
 @pytest.fixture
-async def server():
-    """Start a `websockets` server with the given handler and options; its ws:// URL."""
-    servers = []
+def server(websockets_server):
+    """A `websockets` server for the handler; a ws:// URL with a path and a query."""
 
     async def start(handler, **options) -> str:
-        options.setdefault("compression", None)
-        started = await serve(handler, "127.0.0.1", 0, **options)
-        servers.append(started)
-        return f"ws://127.0.0.1:{started.sockets[0].getsockname()[1]}/path?q=1"
+        return await websockets_server(handler, **options) + "/path?q=1"
 
-    yield start
-    for started in servers:
-        started.close()
-        await started.wait_closed()
+    return start
 
 
 class Inbox:
