@@ -168,8 +168,11 @@ async def test_the_subprotocol_the_server_chose(server):
 @pytest.mark.parametrize("takeover", [True, False], ids=["context kept", "no context"])
 async def test_compressed_messages_inflate(server, takeover):
     texts = ["position " * 200, "position " * 200 + "again", "short"]
+    negotiated = []
 
     async def handler(connection):
+        # Without the extension the server would send the same texts uncompressed.
+        negotiated.extend(extension.name for extension in connection.protocol.extensions)
         for text in texts:
             await connection.send(text)
         await connection.wait_closed()
@@ -181,6 +184,7 @@ async def test_compressed_messages_inflate(server, takeover):
     inbox = Inbox()
     client.listen(inbox)
     assert [message.decode() for message in await inbox.count(3)] == texts
+    assert negotiated == ["permessage-deflate"]
     await client.close()
 
 
