@@ -28,6 +28,7 @@ TRIP_PARTIES = {"rider": "r", "driver": "d"}
 # Written into the statements that look for active trips, not passed to them: a plan
 # kept for every user must know which statuses it reads (config/postgresql/kept_plans).
 _active = ", ".join(map(text_literal, Trip.ACTIVE_STATUSES))
+_driving = ", ".join(map(text_literal, Trip.DRIVER_ACTIVE_STATUSES))
 _requested = text_literal(Trip.Status.REQUESTED)
 
 
@@ -36,10 +37,9 @@ def _concerning(user_id: str) -> str:
     or as driver: each side as its partial unique index has it (a driver's trip is
     active STARTED or IN_PROGRESS; a REQUESTED one has no driver), so that PostgreSQL
     reads those indexes and not a driver's whole history of trips."""
-    driving = ", ".join(map(text_literal, Trip.DRIVER_ACTIVE_STATUSES))
     return (
         f"((t.rider_id = {user_id} AND t.status IN ({_active}))"
-        f" OR (t.driver_id = {user_id} AND t.status IN ({driving})))"
+        f" OR (t.driver_id = {user_id} AND t.status IN ({_driving})))"
     )
 
 
