@@ -16,10 +16,11 @@ from config.lifespan import Lifespan  # noqa: E402
 from realtime.auth import SocketAuthMiddleware  # noqa: E402
 from realtime.origins import OriginCheck  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from trips.fast_list import TripListFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_http,
+        "http": TripListFastPath(django_http),
         "lifespan": Lifespan(),
         "websocket": OriginCheck(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

@@ -48,6 +48,16 @@ class TripPagination(LimitOffsetPagination):
         return page
 
 
+def trips_listed(user, status: str | None, paginator: TripPagination, request) -> list | dict:
+    """The trip list's body: the trips `user` sees (only those in `status`, if given),
+    all of them, or the page `request` asks `paginator` for with its count and links.
+    The viewset and its fast path (`trips.fast_list`) both answer with it."""
+    trips = VisibleTrips(user, status)
+    page = paginator.paginate_queryset(trips, request)
+    listed = [trip_representation(trip) for trip in (trips if page is None else page)]
+    return listed if page is None else paginator.get_paginated_response(listed).data
+
+
 @extend_schema_view(
     list=extend_schema(parameters=[OpenApiParameter("status", enum=Trip.Status.values)])
 )
@@ -67,10 +77,7 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             query = TripListQuerySerializer(data=request.query_params)
             query.is_valid(raise_exception=True)
             status = query.validated_data.get("status")
-        trips = VisibleTrips(request.user, status)
-        page = self.paginate_queryset(trips)
-        listed = [trip_representation(trip) for trip in (trips if page is None else page)]
-        return Response(listed) if page is None else self.get_paginated_response(listed)
+        return Response(trips_listed(request.user, status, self.paginator, request))
 
     @extend_schema(
         request=TripRequestSerializer,

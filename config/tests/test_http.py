@@ -11,10 +11,12 @@ from django.http import HttpRequest, HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import Token
 
 from accounts.services import session_tokens_issue
-from config.asgi import application
+from config.asgi import application, django_http
 from config.http import RequestThreads
+from trips.fast_list import ListAsked
 
 
 def docs_request() -> HttpCommunicator:
@@ -111,9 +113,9 @@ async def test_closing_the_threads_closes_their_database_connections_and_ends_th
 # --- What a request leaves behind ----------------------------------------------------------
 
 
-async def served_as_uvicorn_serves(path: str, token: str) -> int:
-    """A GET through the application, whose `receive` says the client has gone once
-    the response is complete, as uvicorn's does on a kept-alive connection."""
+async def served_as_uvicorn_serves(app, path: str, token: str) -> int:
+    """A GET through `app`, whose `receive` says the client has gone once the response
+    is complete, as uvicorn's does on a kept-alive connection."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -145,29 +147,41 @@ async def served_as_uvicorn_serves(path: str, token: str) -> int:
         elif not message.get("more_body"):
             complete.set()
 
-    await application(scope, receive, send)
+    await app(scope, receive, send)
     return statuses[0]
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_request_its_response_and_its_view_are_freed_without_the_collector(rider):
-    # The trip list, the hottest request. A reference cycle among them would leave them
-    # to the garbage collector, whose every young collection they then make longer
-    # (docs/benchmarks.md, finding 53).
+@pytest.mark.parametrize("through", ["django", "fast path"])
+async def test_a_request_its_response_and_its_view_are_freed_without_the_collector(rider, through):
+    # The trip list, the hottest request, through Django and through its fast path
+    # (trips.fast_list). A reference cycle among them would leave them to the garbage
+    # collector, whose every young collection they then make longer (docs/benchmarks.md,
+    # finding 53).
+    app = django_http if through == "django" else application
     token = (await sync.sync_to_async(session_tokens_issue)(user=rider))["access"]
-    assert await served_as_uvicorn_serves("/api/trip/", token) == 200  # warmed up
+    assert await served_as_uvicorn_serves(app, "/api/trip/", token) == 200  # warmed up
 
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        statuses = [await served_as_uvicorn_serves("/api/trip/", token) for _ in range(3)]
+        statuses = [await served_as_uvicorn_serves(app, "/api/trip/", token) for _ in range(3)]
         gc.collect()
         left = [
             type(garbage).__name__
             for garbage in gc.garbage
             if isinstance(
                 garbage,
-                (HttpRequest, HttpResponseBase, APIView, Request, BaseSerializer, Exception),
+                (
+                    HttpRequest,
+                    HttpResponseBase,
+                    APIView,
+                    Request,
+                    BaseSerializer,
+                    Exception,
+                    ListAsked,
+                    Token,
+                ),
             )
         ]
     finally:
