@@ -86,7 +86,7 @@ class CheckedTokens:
     (docs/benchmarks.md, finding 69). What was checked cannot change but by the clock:
     a token that has expired since is checked again, and so refused as it always was.
     Its session and user are confirmed on every use, apart from this. The oldest token
-    makes way for a new one beyond `size`, each about 1.5 KB.
+    makes way for a new one beyond `size`, each about 1.8 KB.
     """
 
     def __init__(self, size: int):
