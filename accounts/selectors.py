@@ -21,6 +21,28 @@ def user_active(user_id) -> User | None:
     return _active_by_id.first(user_id)
 
 
+def role_held() -> str:
+    """SQL that is true while the user whose id is its first `%s` exists, is active and
+    has the role its second names: a read for a user known only by a token's claims
+    confirms them with it, in the same statement."""
+    quote = connection.ops.quote_name
+    user_id, is_active, role = (
+        quote(User._meta.get_field(name).column) for name in ("id", "is_active", "role")
+    )
+    return (
+        f"EXISTS (SELECT 1 FROM {quote(User._meta.db_table)} AS holder "
+        f"WHERE holder.{user_id} = %s AND holder.{is_active} AND holder.{role} = %s)"
+    )
+
+
+def user_holds_role(user_id, role: str) -> bool:
+    """Whether the user exists, is active and has `role`, as `role_held` says; the
+    values as the database has them (`config.composed_reads.prepared`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {role_held()}", [user_id, role])
+        return cursor.fetchone()[0]
+
+
 # A write made for a user can carry this condition, so that it holds only while the
 # user still has the rights the caller read them with (`User.rights`), as one statement:
 # a `%s` for each of `RIGHTS_PARAMS`, whose values `rights_held_values` gives.

@@ -57,6 +57,11 @@ def user_profile_update(
     return user
 
 
+# The user's role as the course's clients read it from a token; a claim, not a right:
+# whoever reads it confirms it against the database (trips.fast_list).
+ROLE_CLAIM = "group"
+
+
 def session_tokens_issue(*, user: User) -> dict[str, str]:
     """A new log-in session: a refresh/access pair whose payload the course clients read."""
     refresh = RefreshToken.for_user(user)
@@ -64,7 +69,7 @@ def session_tokens_issue(*, user: User) -> dict[str, str]:
     refresh["username"] = user.username
     refresh["first_name"] = user.first_name
     refresh["last_name"] = user.last_name
-    refresh["group"] = user.group
+    refresh[ROLE_CLAIM] = user.group
     refresh["photo"] = user.photo_url
     refresh[sessions.SESSION_CLAIM] = sessions.new_session_id()
     return {"access": str(refresh.access_token), "refresh": str(refresh)}

@@ -48,11 +48,10 @@ class TripPagination(LimitOffsetPagination):
         return page
 
 
-def trips_listed(user, status: str | None, paginator: TripPagination, request) -> list | dict:
-    """The trip list's body: the trips `user` sees (only those in `status`, if given),
-    all of them, or the page `request` asks `paginator` for with its count and links.
-    The viewset and its fast path (`trips.fast_list`) both answer with it."""
-    trips = VisibleTrips(user, status)
+def trips_listed(trips: VisibleTrips, paginator: TripPagination, request) -> list | dict:
+    """The trip list's body: all the `trips`, or the page `request` asks `paginator`
+    for with its count and links. The viewset and its fast path (`trips.fast_list`)
+    both answer with it."""
     page = paginator.paginate_queryset(trips, request)
     listed = [trip_representation(trip) for trip in (trips if page is None else page)]
     return listed if page is None else paginator.get_paginated_response(listed).data
@@ -77,7 +76,8 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             query = TripListQuerySerializer(data=request.query_params)
             query.is_valid(raise_exception=True)
             status = query.validated_data.get("status")
-        return Response(trips_listed(request.user, status, self.paginator, request))
+        trips = VisibleTrips(request.user, status)
+        return Response(trips_listed(trips, self.paginator, request))
 
     @extend_schema(
         request=TripRequestSerializer,

@@ -30,10 +30,13 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.authentication import RevocableJWTAuthentication
+from accounts.models import User
 from accounts.selectors import user_by_id
+from accounts.services import ROLE_CLAIM
 from realtime.database import db
 from trips.api import TripPagination, TripViewSet, trips_listed
 from trips.models import Trip
+from trips.selectors import UserNotConfirmed, VisibleTrips
 
 logger = logging.getLogger(__name__)
 
@@ -278,8 +281,19 @@ def _body_for(asked: ListAsked) -> bytes | None:
     session or user does not hold (Django then refuses the request its way)."""
     try:
         _authentication.session_check(asked.token)
-        user = _authentication.user_confirmed(user_by_id(_authentication.user_id_of(asked.token)))
-    except (InvalidToken, AuthenticationFailed, TokenError):
+        data = trips_listed(_visible_trips(asked), TripPagination(), asked)
+    except (InvalidToken, AuthenticationFailed, TokenError, UserNotConfirmed):
         return None
-    data = trips_listed(user, asked.status, TripPagination(), asked)
     return _renderer.render(data, "application/json")
+
+
+def _visible_trips(asked: ListAsked) -> VisibleTrips:
+    """The trips the token's user sees. The user is who the token's claims say (their
+    id, and their role as the course's clients read it), confirmed by the read of the
+    trips itself; a token without the role reads its user first."""
+    user_id = _authentication.user_id_of(asked.token)
+    role = asked.token.get(ROLE_CLAIM)
+    if isinstance(role, str):
+        return VisibleTrips(User(id=user_id, role=role), asked.status, unread=True)
+    user = _authentication.user_confirmed(user_by_id(user_id))
+    return VisibleTrips(user, asked.status)

@@ -8,6 +8,7 @@ from django.db.models import Field, Q, QuerySet
 from django.db.models.expressions import Col
 
 from accounts.models import User, photo_url
+from accounts.selectors import role_held, user_holds_role
 from config.composed_reads import (
     ComposedRead,
     LeadRead,
@@ -23,6 +24,7 @@ from trips.models import Trip
 
 _status = Trip._meta.get_field("status")
 _user_id = User._meta.pk
+_holder = (_user_id, User._meta.get_field("role"))
 # A trip read with its parties joins its rider as `r` and its driver as `d`.
 TRIP_PARTIES = {"rider": "r", "driver": "d"}
 # Written into the statements that look for active trips, not passed to them: a plan
@@ -158,6 +160,10 @@ def _visible_to(user: User) -> tuple[str, list[tuple[Field, object]]] | None:
     return None
 
 
+class UserNotConfirmed(Exception):
+    """The user a list was read for is gone, inactive or of another role now."""
+
+
 class VisibleTrips:
     """The trips `user` sees (as `trips_visible_to`), only those in `status` if one is
     given, newest first, each read as a `ListedTrip`: one row of only the columns a
@@ -167,10 +173,16 @@ class VisibleTrips:
     Their SQL is composed once for each form the list takes: a page of model instances
     took two fifths more CPU than rows (docs/benchmarks.md, finding 32), and the ORM's
     compiling of the rows' query and the count's was most of what was left (finding 37).
+
+    `user` unread (its id and role only, as a token claims them) is confirmed by the
+    read itself: they still exist, active, with that role, or `UserNotConfirmed` is
+    raised. A page with trips carries the confirmation in its own statement; the rest
+    read it first (finding 70).
     """
 
-    def __init__(self, user: User, status: str | None = None):
+    def __init__(self, user: User, status: str | None = None, *, unread: bool = False):
         self._statements, self._params = None, []
+        self._unread = prepared(_holder, (user.id, user.role)) if unread else None
         visible = _visible_to(user)
         if visible is not None:
             where, values = visible
@@ -183,7 +195,7 @@ class VisibleTrips:
     def count(self) -> int:
         if self._statements is None:
             return 0
-        return self._fetch(self._statements.count)[0][0]
+        return self._fetch(self._statements.count, self._params)[0][0]
 
     def page_counted(self, offset: int, limit: int) -> tuple[list[ListedTrip], int]:
         """The `limit` trips from `offset` on, and how many there are in all: one
@@ -191,23 +203,43 @@ class VisibleTrips:
         if offset < 0 or limit < 1:
             raise ValueError("A page of trips has a trip or more, from an offset of 0 or more.")
         if self._statements is None:
+            self._confirm()
             return [], 0
-        rows = self._fetch(self._statements.counted_page, *self._params, limit, offset)
+        # The condition's parameters twice: the count's, then the page's.
+        params = [*self._params, *self._params, limit, offset]
+        if self._unread is None:
+            rows = self._fetch(self._statements.counted_page, params)
+        else:
+            # The confirmation, as the count, is a column of every row.
+            rows = self._fetch(self._statements.counted_page_confirming, self._unread + params)
+            if rows and not rows[0][0]:
+                raise UserNotConfirmed
+            rows = [row[1:] for row in rows]
         if not rows:
+            self._confirm()
             return [], 0 if offset == 0 else self.count()
         converters = self._statements.converters
         return [_listed(converted(row[1:], converters)) for row in rows], rows[0][0]
 
     def __iter__(self):
+        self._confirm()
         if self._statements is None:
             return iter([])
         converters = self._statements.converters
-        rows = self._fetch(self._statements.all_rows)
+        rows = self._fetch(self._statements.all_rows, self._params)
         return iter([_listed(converted(row, converters)) for row in rows])
 
-    def _fetch(self, sql: str, *params) -> list:
+    def _confirm(self) -> None:
+        """Confirm an unread user on their own, once."""
+        if self._unread is not None:
+            if not user_holds_role(*self._unread):
+                raise UserNotConfirmed
+            self._unread = None
+
+    @staticmethod
+    def _fetch(sql: str, params: list) -> list:
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*self._params, *params])
+            cursor.execute(sql, params)
             return cursor.fetchall()
 
 
@@ -216,6 +248,9 @@ class _ComposedList(NamedTuple):
     # The count, written into each row as its first column, then the page's columns;
     # its parameters are the condition's twice, then the limit and the offset.
     counted_page: str
+    # The same, after a first column that confirms a user (`role_held`): its
+    # parameters, then the condition's twice, the limit and the offset.
+    counted_page_confirming: str
     all_rows: str
     converters: list
 
@@ -241,6 +276,9 @@ def _composed_list(vendor: str, where: str) -> _ComposedList:
         # A statement a page instead of two (the count's own cost 120-130 µs of CPU a
         # request: finding 64). The count's `t` is its own, not the page's row.
         counted_page=plan_kept(f"SELECT ({count}), {columns} {rows} LIMIT %s OFFSET %s"),
+        counted_page_confirming=plan_kept(
+            f"SELECT {role_held()}, ({count}), {columns} {rows} LIMIT %s OFFSET %s"
+        ),
         all_rows=f"SELECT {columns} {rows}",
         converters=converters_of(_LISTED_COLUMNS),
     )

@@ -128,6 +128,19 @@ async def test_answers_what_django_answers_with_json(compare, trips, rider, acce
     assert fast == alone
 
 
+async def test_answers_a_token_that_does_not_claim_a_role(compare, trips, rider):
+    # A token made elsewhere than at log-in, without the course's claims: its user is
+    # read before the trips, not confirmed by their read.
+    access = await sync.sync_to_async(AccessToken.for_user)(rider)
+    headers = [HOST, (b"authorization", f"Bearer {access}".encode())]
+
+    fast, alone, answered = await compare("/api/trip/?limit=2", headers)
+
+    assert answered
+    assert fast == alone
+    assert fast[0] == 200
+
+
 async def test_answers_a_body_of_no_length_itself(compare, trips, rider):
     headers = [HOST, await sync.sync_to_async(bearer)(rider), (b"content-length", b"0")]
 
@@ -242,6 +255,14 @@ class TestLeavesToDjango:
         await sync.sync_to_async(rider.save)()
 
         assert await self.left(compare, "/api/trip/", headers) == 401
+
+    @pytest.mark.parametrize("query", ["?limit=2", "?limit=2&offset=9", ""])
+    async def test_a_token_whose_user_has_another_role_now(self, compare, trips, rider, query):
+        headers = [HOST, await sync.sync_to_async(bearer)(rider)]
+        rider.role = "driver"
+        await sync.sync_to_async(rider.save)()
+
+        assert await self.left(compare, f"/api/trip/{query}", headers) == 200
 
     async def test_a_token_of_a_user_deleted_since(self, compare, make_user):
         user = await sync.sync_to_async(make_user)("rider")

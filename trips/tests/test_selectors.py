@@ -9,8 +9,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import User
 from trips.models import Trip
 from trips.selectors import (
+    UserNotConfirmed,
     VisibleTrips,
     _user_with_active_trips,
     trip_with_parties,
@@ -189,6 +191,69 @@ def test_the_trip_list_is_the_orm_s_for_every_role_and_status_filter(make_user, 
             page, count = listed.page_counted(1, 2)
             assert ([trip.id for trip in page], count) == (expected_ids[1:3], len(expected_ids))
             assert listed.page_counted(len(expected_ids), 1) == ([], len(expected_ids))
+
+
+class TestTheListOfAUserNotReadYet:
+    """A token's claims (an id and a role) stand for the user, confirmed by the read."""
+
+    @pytest.fixture
+    def trips(self, rider, driver, make_user, make_trip):
+        make_trip(rider, status="COMPLETED", driver=driver)
+        make_trip(rider, status="CANCELED")
+        make_trip(rider, status="STARTED", driver=driver)
+        make_trip(make_user("rider"))
+
+    @staticmethod
+    def claimed(user, role=None) -> User:
+        return User(id=user.id, role=user.role if role is None else role)
+
+    def test_a_page_with_trips_is_read_and_confirmed_in_one_statement(
+        self, trips, rider, driver, django_assert_num_queries
+    ):
+        for user in (rider, driver):
+            for status in (None, "COMPLETED"):
+                expected = VisibleTrips(user, status).page_counted(0, 2)
+                with django_assert_num_queries(1):
+                    page = VisibleTrips(self.claimed(user), status, unread=True).page_counted(0, 2)
+
+                assert page == expected
+                assert page[0]
+
+    @pytest.mark.parametrize(
+        "read",
+        [
+            lambda trips: trips.page_counted(0, 2),
+            lambda trips: trips.page_counted(5, 2),
+            list,
+        ],
+        ids=["a page", "past the last trip", "every trip"],
+    )
+    def test_the_user_is_confirmed_on_every_read(self, trips, rider, make_user, read):
+        # Each read of an unread user confirms them; so does one that finds no trips.
+        nobody = make_user("")
+        for user in (rider, nobody):
+            assert read(VisibleTrips(self.claimed(user), unread=True)) == read(VisibleTrips(user))
+
+        rider.is_active = False
+        rider.save()
+        with pytest.raises(UserNotConfirmed):
+            read(VisibleTrips(self.claimed(rider), unread=True))
+        with pytest.raises(UserNotConfirmed):
+            read(VisibleTrips(self.claimed(rider), "IN_PROGRESS", unread=True))
+
+    @pytest.mark.parametrize("page", [(0, 2), (9, 2), (0, 1)], ids=["trips", "none", "one"])
+    def test_a_user_of_another_role_or_gone_is_not_confirmed(self, trips, rider, driver, page):
+        with pytest.raises(UserNotConfirmed):
+            VisibleTrips(self.claimed(rider, "driver"), unread=True).page_counted(*page)
+        with pytest.raises(UserNotConfirmed):
+            VisibleTrips(self.claimed(driver, "rider"), unread=True).page_counted(*page)
+
+        # A user with trips cannot be deleted; one deleted has no trips to list.
+        gone = User(id=rider.id + 1000, role="rider")
+        with pytest.raises(UserNotConfirmed):
+            VisibleTrips(gone, unread=True).page_counted(*page)
+        with pytest.raises(UserNotConfirmed):
+            list(VisibleTrips(gone, unread=True))
 
 
 def test_a_page_of_the_trip_list_has_a_trip_or_more_from_an_offset_of_zero_or_more(rider):
