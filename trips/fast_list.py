@@ -5,9 +5,10 @@ Riders' and drivers' apps poll their trip list, and a request to it through Djan
 DRF spent most of its CPU around the page rather than on it: Django's ASGI handler, its
 middleware, DRF's request, content negotiation and rendering, with three thread hops
 (docs/benchmarks.md, finding 68). The fast path makes the token's checks on the event
-loop, reads the session, the user and the page in one hop, and writes the body the
-viewset would (`trips.api.trips_listed`, DRF's own paginator and renderer) with the
-headers Django's middleware would add.
+loop, confirms its session and reads the page in one hop (the page's own statement
+confirms the token's user: finding 70), and writes the body the viewset would
+(`trips.api.trips_listed`, DRF's own paginator and renderer) with the headers Django's
+middleware would add.
 
 It answers only what it knows Django would answer 200 in this way: a request it does
 not fully understand (another method, a cookie, an odd query or `Accept`, a host not
@@ -41,7 +42,8 @@ from trips.selectors import UserNotConfirmed, VisibleTrips
 logger = logging.getLogger(__name__)
 
 PATH = "/api/trip/"
-# The middleware whose effect on this response the path writes itself (`_headers`).
+# The middleware whose effect on this response the path writes itself
+# (`ListAsked.headers`).
 MIDDLEWARE = (
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
