@@ -15,7 +15,9 @@ not fully understand (another method, a cookie, an odd query or `Accept`, a host
 allowed, a request Django would redirect to HTTPS) or whose token, session or user does
 not check out goes to Django untouched, which answers it as it always has, refusals
 included. So that nothing else about a response can change unseen, the path stands
-aside for good when the settings it mirrors are not the ones it knows.
+aside for good when the settings it mirrors are not the ones it knows. A failure while
+it reads (the database gone) is answered and logged by uvicorn (a plain 500), not by
+Django's handler.
 """
 
 import logging
