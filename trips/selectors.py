@@ -176,8 +176,8 @@ class VisibleTrips:
 
     `user` unread (its id and role only, as a token claims them) is confirmed by the
     read itself: they still exist, active, with that role, or `UserNotConfirmed` is
-    raised. A page with trips carries the confirmation in its own statement; the rest
-    read it first (finding 70).
+    raised. A read that finds trips carries the confirmation in its own statement; one
+    that finds none confirms the user after (finding 70).
     """
 
     def __init__(self, user: User, status: str | None = None, *, unread: bool = False):
@@ -193,6 +193,7 @@ class VisibleTrips:
             self._params = prepared(fields, raw)
 
     def count(self) -> int:
+        self._confirm()
         if self._statements is None:
             return 0
         return self._fetch(self._statements.count, self._params)[0][0]
@@ -205,29 +206,37 @@ class VisibleTrips:
         if self._statements is None:
             self._confirm()
             return [], 0
+        statements = self._statements
         # The condition's parameters twice: the count's, then the page's.
         params = [*self._params, *self._params, limit, offset]
-        if self._unread is None:
-            rows = self._fetch(self._statements.counted_page, params)
-        else:
-            # The confirmation, as the count, is a column of every row.
-            rows = self._fetch(self._statements.counted_page_confirming, self._unread + params)
-            if rows and not rows[0][0]:
-                raise UserNotConfirmed
-            rows = [row[1:] for row in rows]
+        rows = self._rows(statements.counted_page, statements.counted_page_confirming, params)
         if not rows:
-            self._confirm()
             return [], 0 if offset == 0 else self.count()
-        converters = self._statements.converters
+        converters = statements.converters
         return [_listed(converted(row[1:], converters)) for row in rows], rows[0][0]
 
     def __iter__(self):
-        self._confirm()
         if self._statements is None:
+            self._confirm()
             return iter([])
-        converters = self._statements.converters
-        rows = self._fetch(self._statements.all_rows, self._params)
+        statements = self._statements
+        rows = self._rows(statements.all_rows, statements.all_rows_confirming, self._params)
+        converters = statements.converters
         return iter([_listed(converted(row, converters)) for row in rows])
+
+    def _rows(self, sql: str, confirming: str, params: list) -> list:
+        """The rows `sql` reads; for an unread user, those `confirming` reads (the same
+        after a first column that confirms them, in every row), the user confirmed."""
+        if self._unread is None:
+            return self._fetch(sql, params)
+        rows = self._fetch(confirming, self._unread + params)
+        if not rows:
+            self._confirm()  # no row to say
+            return rows
+        if not rows[0][0]:
+            raise UserNotConfirmed
+        self._unread = None
+        return [row[1:] for row in rows]
 
     def _confirm(self) -> None:
         """Confirm an unread user on their own, once."""
@@ -252,6 +261,8 @@ class _ComposedList(NamedTuple):
     # parameters, then the condition's twice, the limit and the offset.
     counted_page_confirming: str
     all_rows: str
+    # The same after a first column that confirms a user, as `counted_page_confirming`.
+    all_rows_confirming: str
     converters: list
 
 
@@ -280,6 +291,7 @@ def _composed_list(vendor: str, where: str) -> _ComposedList:
             f"SELECT {role_held()}, ({count}), {columns} {rows} LIMIT %s OFFSET %s"
         ),
         all_rows=f"SELECT {columns} {rows}",
+        all_rows_confirming=f"SELECT {role_held()}, {columns} {rows}",
         converters=converters_of(_LISTED_COLUMNS),
     )
 

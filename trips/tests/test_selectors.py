@@ -207,17 +207,20 @@ class TestTheListOfAUserNotReadYet:
     def claimed(user, role=None) -> User:
         return User(id=user.id, role=user.role if role is None else role)
 
-    def test_a_page_with_trips_is_read_and_confirmed_in_one_statement(
-        self, trips, rider, driver, django_assert_num_queries
+    @pytest.mark.parametrize(
+        "read", [lambda trips: trips.page_counted(0, 2), list], ids=["a page", "every trip"]
+    )
+    def test_trips_are_read_and_their_user_confirmed_in_one_statement(
+        self, trips, rider, driver, django_assert_num_queries, read
     ):
         for user in (rider, driver):
             for status in (None, "COMPLETED"):
-                expected = VisibleTrips(user, status).page_counted(0, 2)
+                expected = read(VisibleTrips(user, status))
                 with django_assert_num_queries(1):
-                    page = VisibleTrips(self.claimed(user), status, unread=True).page_counted(0, 2)
+                    found = read(VisibleTrips(self.claimed(user), status, unread=True))
 
-                assert page == expected
-                assert page[0]
+                assert found == expected
+                assert found[0]
 
     @pytest.mark.parametrize(
         "read",
@@ -229,7 +232,9 @@ class TestTheListOfAUserNotReadYet:
         ids=["a page", "past the last trip", "every trip"],
     )
     def test_the_user_is_confirmed_on_every_read(self, trips, rider, make_user, read):
-        # Each read of an unread user confirms them; so does one that finds no trips.
+        # Each read of an unread user confirms them, the count too; so does one that
+        # finds no trips.
+        assert VisibleTrips(self.claimed(rider), unread=True).count() == 3
         nobody = make_user("")
         for user in (rider, nobody):
             assert read(VisibleTrips(self.claimed(user), unread=True)) == read(VisibleTrips(user))
@@ -238,6 +243,8 @@ class TestTheListOfAUserNotReadYet:
         rider.save()
         with pytest.raises(UserNotConfirmed):
             read(VisibleTrips(self.claimed(rider), unread=True))
+        with pytest.raises(UserNotConfirmed):
+            VisibleTrips(self.claimed(rider), unread=True).count()
         with pytest.raises(UserNotConfirmed):
             read(VisibleTrips(self.claimed(rider), "IN_PROGRESS", unread=True))
 
