@@ -21,7 +21,21 @@ from config.postgresql.kept_plans import plan_kept
 M = TypeVar("M", bound=Model)
 
 
-class ComposedRead(Generic[M]):
+class _ComposedPerBackend:
+    """A read composed on first use (the models' relations are resolved by then), once
+    for each database backend it is used with, by its own `_compose`."""
+
+    def __init__(self):
+        self._composed: dict = {}
+
+    def _composed_for_backend(self):
+        composed = self._composed.get(connection.vendor)
+        if composed is None:
+            composed = self._composed[connection.vendor] = self._compose()
+        return composed
+
+
+class ComposedRead(_ComposedPerBackend, Generic[M]):
     """`SELECT` of `model`'s rows (as `alias`) and, for each foreign key named in
     `related` (field name to alias), the row it points to.
 
@@ -51,9 +65,7 @@ class ComposedRead(Generic[M]):
         self.changed_by = changed_by
         self.params = tuple(params)
         self.related = [(model._meta.get_field(name), as_) for name, as_ in (related or {}).items()]
-        # Composed on first use (the models' relations are resolved by then), once for
-        # each database backend it is used with.
-        self._composed: dict[str, _Composed] = {}
+        super().__init__()
 
     def __call__(self, *values) -> list[M]:
         composed = self._composed_for_backend()
@@ -65,12 +77,6 @@ class ComposedRead(Generic[M]):
     def first(self, *values) -> M | None:
         found = self(*values)
         return found[0] if found else None
-
-    def _composed_for_backend(self) -> "_Composed":
-        composed = self._composed.get(connection.vendor)
-        if composed is None:
-            composed = self._composed[connection.vendor] = self._compose()
-        return composed
 
     def tables(self) -> list["_Table"]:
         """The model's table and each related one, in the order of a row's columns."""
@@ -105,7 +111,7 @@ class ComposedRead(Generic[M]):
 L = TypeVar("L", bound=Model)
 
 
-class LeadRead(Generic[L, M]):
+class LeadRead(_ComposedPerBackend, Generic[L, M]):
     """A row of `lead` (as `alias`) by its primary key and, in the same statement, the
     rows of `follows` (a `ComposedRead`, with its related rows) that `on` joins to it:
     the lead's instance, or None if there is no such row, and the others' instances.
@@ -120,7 +126,7 @@ class LeadRead(Generic[L, M]):
         self.alias = alias
         self.follows = follows
         self.on = on
-        self._composed: dict[str, tuple[str, _Composed, _Composed]] = {}
+        super().__init__()
 
     def __call__(self, pk) -> tuple[L | None, list[M]]:
         sql, lead, follows = self._composed_for_backend()
@@ -134,12 +140,6 @@ class LeadRead(Generic[L, M]):
         return lead.instance(rows[0][:width]), [
             follows.instance(row[width:]) for row in rows if row[followed_pk] is not None
         ]
-
-    def _composed_for_backend(self) -> tuple[str, "_Composed", "_Composed"]:
-        composed = self._composed.get(connection.vendor)
-        if composed is None:
-            composed = self._composed[connection.vendor] = self._compose()
-        return composed
 
     def _compose(self) -> tuple[str, "_Composed", "_Composed"]:
         quote = connection.ops.quote_name

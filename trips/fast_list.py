@@ -121,12 +121,11 @@ def reasons_to_stand_aside() -> list[str]:
 class ListAsked:
     """A request for the trip list that the path answers, if its token holds."""
 
-    __slots__ = ("query", "secure", "status", "token", "url")
+    __slots__ = ("query", "secure", "token", "url")
 
     def __init__(self, token, query: dict[str, str], secure: bool, url: str):
         self.token = token
         self.query = query
-        self.status = query.get("status")
         self.secure = secure
         self.url = url
 
@@ -165,6 +164,10 @@ class ListAsked:
     @property
     def query_params(self) -> dict[str, str]:
         return self.query
+
+    @property
+    def status(self) -> str | None:
+        return self.query.get("status")
 
     def headers(self, body: bytes) -> list[tuple[bytes, bytes]]:
         """What DRF's response and Django's middleware give a JSON answer."""
