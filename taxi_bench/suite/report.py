@@ -321,7 +321,8 @@ def render_results(
         lines += target_table(targets(by_name, hasher_per_second))
     lines += [
         f"The password hasher (Django's default PBKDF2) allows {_value(hasher_per_second)} "
-        f"checks a second on {args.workers} cores with nothing else running.",
+        f"checks a second on {args.workers} cores with nothing else running, measured just "
+        "before the log-in run.",
         "",
         "### Commands and their output",
         "",
