@@ -47,6 +47,16 @@ class TripPagination(LimitOffsetPagination):
         self.display_page_controls = self.count > self.limit and self.template is not None
         return page
 
+    def page_body(self, listed: list) -> dict:
+        """A page's body, as DRF's `get_paginated_response` has it, without the
+        response around it, which the fast path would make only to let go of."""
+        return {
+            "count": self.count,
+            "next": self.get_next_link(),
+            "previous": self.get_previous_link(),
+            "results": listed,
+        }
+
 
 def trips_listed(trips: VisibleTrips, paginator: TripPagination, request) -> list | dict:
     """The trip list's body: all the `trips`, or the page `request` asks `paginator`
@@ -54,7 +64,7 @@ def trips_listed(trips: VisibleTrips, paginator: TripPagination, request) -> lis
     both answer with it."""
     page = paginator.paginate_queryset(trips, request)
     listed = [trip_representation(trip) for trip in (trips if page is None else page)]
-    return listed if page is None else paginator.get_paginated_response(listed).data
+    return listed if page is None else paginator.page_body(listed)
 
 
 @extend_schema_view(
