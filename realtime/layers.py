@@ -12,13 +12,14 @@ pipeline out, or the subscriptions before) go together in the next `SUBSCRIBE`, 
 channels_redis writes one a channel, through redis-py's retrying and checking each time
 (a socket asks for two as it opens: docs/benchmarks.md, finding 63).
 The messages a subscription receives are taken from its connection's parser as they
-stand, rather than one `get_message` each (finding 61).
+stand, rather than one `get_message` each (finding 61), and their bytes are waited for
+with a read of the connection's own, redis-py's read only after a failure (finding 72).
 
 Each channel's messages wait in a `LeanQueue` (120 bytes) instead of an `asyncio.Queue`
 (3.3 KB): a channel is a socket (docs/benchmarks.md, finding 51).
 
 This reaches into channels_redis 4.3 (its per-loop layers, their shards, channel queues
-and receiving task) and redis-py 8.1's hiredis parser, as pinned in
+and receiving task) and redis-py 8.1's hiredis parser and its reads, as pinned in
 requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves them.
 """
 
@@ -33,6 +34,7 @@ from channels_redis.pubsub import (
 )
 from channels_redis.utils import _wrap_close
 from redis._parsers.hiredis import NOT_ENOUGH_DATA
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.lean_asyncio import LeanQueue
 from dispatch.redis_clients import CommandWriter, Outbox
@@ -78,15 +80,20 @@ class PipelinedShardConnection(RedisSingleShardConnection):
                 self._subscribed_to.difference_update(held)
 
     async def _do_receiving(self):
-        # channels_redis's loop, draining what the parser holds after each message.
+        # channels_redis's loop, waiting for the subscription's bytes itself and handing
+        # on every reply they complete.
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=0.1
-                    )
-                    self._receive_message(message)
+                    # What the parser holds first: a failure below may have left some.
                     await self._receive_parsed()
+                    if not await self._bytes_read():
+                        # redis-py's own read, which connects again (and subscribes
+                        # again) after a failure.
+                        message = await self._pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=0.1
+                        )
+                        self._receive_message(message)
                 else:
                     await asyncio.sleep(0.1)
             except (asyncio.CancelledError, TimeoutError, GeneratorExit):
@@ -94,6 +101,23 @@ class PipelinedShardConnection(RedisSingleShardConnection):
             except BaseException:
                 logger.exception("Receiving from Redis failed.")
                 await asyncio.sleep(1)
+
+    async def _bytes_read(self) -> bool:
+        """Waits for the subscription's connection to bring bytes and gives them to its
+        parser; False, having read nothing, if the connection is not open or fails.
+
+        `get_message` costs about 20 µs of CPU a call (a timeout, a retry wrapper, a
+        metrics hook, a health check), and a read that brings a single message, the
+        common case below the heaviest load, pays it for that message alone.
+        """
+        connection = self._pubsub.connection
+        if connection is None or not connection.is_connected:
+            return False
+        try:
+            await connection._parser.read_from_socket()
+        except (RedisConnectionError, OSError):
+            return False
+        return True
 
     async def _receive_parsed(self) -> None:
         """Hands on every reply the subscription's parser already holds.
