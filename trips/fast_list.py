@@ -7,8 +7,8 @@ middleware, DRF's request, content negotiation and rendering, with three thread 
 (docs/benchmarks.md, finding 68). The fast path makes the token's checks on the event
 loop, confirms its session and reads the page in one hop (the page's own statement
 confirms the token's user: finding 70), and writes the body the viewset would
-(`trips.api.trips_listed`, DRF's own paginator and renderer) with the headers Django's
-middleware would add.
+(`trips.api.trips_listed`, DRF's own paginator, the API's renderer) with the headers
+Django's middleware would add.
 
 It answers only what it knows Django would answer 200 in this way: a request it does
 not fully understand (another method, a cookie, an odd query or `Accept`, a host not
@@ -28,7 +28,6 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import JSONRenderer
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
@@ -36,6 +35,7 @@ from accounts.authentication import RevocableJWTAuthentication
 from accounts.models import User
 from accounts.selectors import user_by_id
 from accounts.services import ROLE_CLAIM
+from config.renderers import JSONRenderer
 from realtime.database import db
 from trips.api import TripPagination, TripViewSet, trips_listed
 from trips.models import Trip
