@@ -8,11 +8,11 @@ requests and which trip they are driving.
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from functools import partial
 
+import orjson
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -459,7 +459,8 @@ class TripConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def _send(self, message: dict) -> None:
-        await self.send(text_data=json.dumps(message))
+        # orjson: a trip event in a tenth of the standard library's time (finding 73).
+        await self.send(text_data=orjson.dumps(message).decode())
 
     async def _refuse(self, error: DomainError, command: Command | None) -> None:
         await self._send(self.protocol.error(error, command))
