@@ -15,6 +15,7 @@ from trips.serializers import (
     TripListQuerySerializer,
     TripRequestSerializer,
     TripSerializer,
+    in_utc,
     trip_representation,
 )
 
@@ -63,7 +64,7 @@ def trips_listed(trips: VisibleTrips, paginator: TripPagination, request) -> lis
     for with its count and links. The viewset and its fast path (`trips.fast_list`)
     both answer with it."""
     page = paginator.paginate_queryset(trips, request)
-    listed = [trip_representation(trip) for trip in (trips if page is None else page)]
+    listed = [trip_representation(trip, in_utc) for trip in (trips if page is None else page)]
     return listed if page is None else paginator.page_body(listed)
 
 

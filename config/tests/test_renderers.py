@@ -3,7 +3,8 @@
 import decimal
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils.translation import gettext_lazy
@@ -75,7 +76,6 @@ def test_the_characters_javascript_forbids_in_strings_are_escaped_as_drf_does():
         ({"huge": 2**64}, True),
         ({1: "a key that is not a string"}, True),
         # These orjson hands to DRF's encoder, value by value.
-        ({"when": datetime(2026, 12, 3, 9, 24, 43, 123456, tzinfo=UTC)}, False),
         ({"amount": decimal.Decimal("12.50")}, False),
         ({"message": gettext_lazy("This field is required.")}, False),
     ],
@@ -87,6 +87,38 @@ def test_what_orjson_writes_otherwise_or_not_at_all_is_drf_s_to_write(monkeypatc
 
     assert mine == drf
     assert fell_back == ([data] if whole else [])
+
+
+TIMES = {
+    "utc": datetime(2026, 12, 3, 9, 24, 43, 123456, tzinfo=UTC),
+    "utc, whole seconds": datetime(2026, 12, 3, 9, 24, 43, tzinfo=UTC),
+    "utc by name": datetime(2026, 12, 3, 9, 24, 43, 5, tzinfo=ZoneInfo("UTC")),
+    "paris": datetime(2026, 12, 3, 10, 24, 43, 120000, tzinfo=ZoneInfo("Europe/Paris")),
+    "naive": datetime(2026, 12, 3, 9, 24, 43, 123456),
+    "time of day": time(9, 24, 43, 123456),
+    "day": date(2026, 12, 3),
+}
+WRITTEN = (
+    b'{"utc":"2026-12-03T09:24:43.123456Z","utc, whole seconds":"2026-12-03T09:24:43Z",'
+    b'"utc by name":"2026-12-03T09:24:43.000005Z","paris":"2026-12-03T10:24:43.120000+01:00",'
+    b'"naive":"2026-12-03T09:24:43.123456","time of day":"09:24:43.123456","day":"2026-12-03"}'
+)
+
+
+def test_times_are_written_as_drf_writes_them():
+    mine, drf = rendered(TIMES)
+
+    assert mine == drf == WRITTEN
+
+
+def test_times_in_what_drf_s_renderer_writes_are_written_the_same_way(monkeypatch):
+    fell_back = through_orjson(monkeypatch)
+    data = {**TIMES, "huge": 2**64}
+
+    written = ours.JSONRenderer().render(data)
+
+    assert fell_back == [data]
+    assert written == WRITTEN[:-1] + b',"huge":18446744073709551616}'
 
 
 def test_indented_json_is_drf_s():

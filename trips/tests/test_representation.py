@@ -1,6 +1,7 @@
 """The hand-built trip representation says exactly what DRF's fields would."""
 
 import io
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -8,8 +9,9 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework import serializers
 
+from config.renderers import JSONRenderer
 from trips.selectors import VisibleTrips
-from trips.serializers import TripSerializer, trip_representation
+from trips.serializers import TripSerializer, in_utc, trip_representation
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +80,18 @@ def test_a_listed_trip_is_represented_as_the_trip_itself(rider, driver, make_tri
         assert listed(trip) == trip_representation(trip)
     assert listed(finished)["driver"]["photo"].startswith("/media/photos/")
     assert listed(request)["driver"] is None
+
+
+def test_a_listed_trip_left_to_the_api_s_renderer_is_written_as_the_trip_itself(
+    rider, driver, make_trip
+):
+    now = timezone.now()
+    trip = make_trip(rider, driver=driver, status="COMPLETED", accepted_at=now, completed_at=now)
+    trip.refresh_from_db()
+    (row,) = [row for row in VisibleTrips(rider) if row.id == trip.id]
+    render = JSONRenderer().render
+
+    assert render(trip_representation(row, in_utc)) == render(trip_representation(trip))
+    # The renderer writes a time with its zone's offset: the list's are in UTC.
+    paris = now.astimezone(ZoneInfo("Europe/Paris"))
+    assert render({"at": in_utc(paris)}) == render({"at": trip_representation(trip)["accepted_at"]})
