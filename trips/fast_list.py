@@ -32,14 +32,13 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts.authentication import RevocableJWTAuthentication
-from accounts.models import User
 from accounts.selectors import user_by_id
 from accounts.services import ROLE_CLAIM
 from config.renderers import JSONRenderer
 from realtime.database import db
 from trips.api import TripPagination, TripViewSet, trips_listed
 from trips.models import Trip
-from trips.selectors import UserNotConfirmed, VisibleTrips
+from trips.selectors import ClaimedUser, UserNotConfirmed, VisibleTrips
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +300,6 @@ def _visible_trips(asked: ListAsked) -> VisibleTrips:
     user_id = _authentication.user_id_of(asked.token)
     role = asked.token.get(ROLE_CLAIM)
     if isinstance(role, str):
-        return VisibleTrips(User(id=user_id, role=role), asked.status, unread=True)
+        return VisibleTrips(ClaimedUser(user_id, role), asked.status, unread=True)
     user = _authentication.user_confirmed(user_by_id(user_id))
     return VisibleTrips(user, asked.status)

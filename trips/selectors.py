@@ -150,12 +150,20 @@ _LISTED_COLUMNS = [
 ]
 
 
-def _visible_to(user: User) -> tuple[str, list[tuple[Field, object]]] | None:
+class ClaimedUser(NamedTuple):
+    """A user as a token claims them, not read: all a list read for them needs (a model
+    instance cost a request more than the read's own Python: finding 73)."""
+
+    id: int
+    role: str
+
+
+def _visible_to(user: "User | ClaimedUser") -> tuple[str, list[tuple[Field, object]]] | None:
     """What `user` sees, as `trips_visible_to` says it: the condition, and its values
     with the fields that ready them for the database."""
-    if user.is_rider:
+    if user.role == User.Role.RIDER:
         return "t.rider_id = %s", [(_user_id, user.id)]
-    if user.is_driver:
+    if user.role == User.Role.DRIVER:
         return f"(t.status = {_requested} OR t.driver_id = %s)", [(_user_id, user.id)]
     return None
 
@@ -174,13 +182,15 @@ class VisibleTrips:
     took two fifths more CPU than rows (docs/benchmarks.md, finding 32), and the ORM's
     compiling of the rows' query and the count's was most of what was left (finding 37).
 
-    `user` unread (its id and role only, as a token claims them) is confirmed by the
-    read itself: they still exist, active, with that role, or `UserNotConfirmed` is
+    `user` unread (a `ClaimedUser`, as a token claims them) is confirmed by the read
+    itself: they still exist, active, with that role, or `UserNotConfirmed` is
     raised. A read that finds trips carries the confirmation in its own statement; one
     that finds none confirms the user after (finding 70).
     """
 
-    def __init__(self, user: User, status: str | None = None, *, unread: bool = False):
+    def __init__(
+        self, user: "User | ClaimedUser", status: str | None = None, *, unread: bool = False
+    ):
         self._statements, self._params = None, []
         self._unread = prepared(_holder, (user.id, user.role)) if unread else None
         visible = _visible_to(user)

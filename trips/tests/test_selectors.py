@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import User
 from trips.models import Trip
 from trips.selectors import (
+    ClaimedUser,
     UserNotConfirmed,
     VisibleTrips,
     _user_with_active_trips,
@@ -204,8 +205,8 @@ class TestTheListOfAUserNotReadYet:
         make_trip(make_user("rider"))
 
     @staticmethod
-    def claimed(user, role=None) -> User:
-        return User(id=user.id, role=user.role if role is None else role)
+    def claimed(user, role=None) -> ClaimedUser:
+        return ClaimedUser(user.id, user.role if role is None else role)
 
     @pytest.mark.parametrize(
         "read", [lambda trips: trips.page_counted(0, 2), list], ids=["a page", "every trip"]
