@@ -152,18 +152,23 @@ _LISTED_COLUMNS = [
 
 class ClaimedUser(NamedTuple):
     """A user as a token claims them, not read: all a list read for them needs (a model
-    instance cost a request more than the read's own Python: finding 73)."""
+    instance cost a request more than the read's own Python: finding 73). Their role
+    means what it means for a `User`."""
 
     id: int
     role: str
+
+    Role = User.Role
+    is_rider = User.is_rider
+    is_driver = User.is_driver
 
 
 def _visible_to(user: "User | ClaimedUser") -> tuple[str, list[tuple[Field, object]]] | None:
     """What `user` sees, as `trips_visible_to` says it: the condition, and its values
     with the fields that ready them for the database."""
-    if user.role == User.Role.RIDER:
+    if user.is_rider:
         return "t.rider_id = %s", [(_user_id, user.id)]
-    if user.role == User.Role.DRIVER:
+    if user.is_driver:
         return f"(t.status = {_requested} OR t.driver_id = %s)", [(_user_id, user.id)]
     return None
 
