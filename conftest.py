@@ -6,6 +6,7 @@ configured. With `CI=true` (or `TAXI_REQUIRE_SERVICES=1`) a missing or unreachab
 PostgreSQL or Redis fails the run instead: CI must never pass by skipping.
 """
 
+import asyncio
 import os
 import secrets
 import sys
@@ -139,6 +140,22 @@ def _test_settings(settings, tmp_path):
 
 
 PASSWORD = "correct-horse-battery"
+
+
+def threads_entered(monkeypatch) -> list:
+    """What the running event loop hands to worker threads from now on, as it hands it
+    over: asgiref's hops and `realtime.database`'s both go through the loop's
+    `run_in_executor`."""
+    loop = asyncio.get_running_loop()
+    hand_over = loop.run_in_executor
+    entered = []
+
+    def counted(executor, work, *args):
+        entered.append(work)
+        return hand_over(executor, work, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counted)
+    return entered
 
 
 @pytest.fixture

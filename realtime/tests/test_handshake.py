@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 import time_machine
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt import authentication as simplejwt_authentication
@@ -17,7 +16,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from accounts import authentication
 from accounts.services import session_tokens_issue
 from config.asgi import application
-from conftest import PASSWORD
+from conftest import PASSWORD, threads_entered
 from realtime.auth import token_user_and_trips
 from realtime.consumers import CLOSE_INTERNAL_ERROR, CLOSE_SESSION_ENDED, TripConsumer
 from realtime.delivery import user_group
@@ -113,14 +112,9 @@ class TestATokensHandshake:
     thread hop that reads the socket's state (docs/benchmarks.md, finding 54)."""
 
     async def test_goes_to_a_worker_thread_once(self, open_socket, rider, monkeypatch):
-        hops = []
-
-        def counted(function, **kwargs):
-            hops.append(function)
-            return database_sync_to_async(function, **kwargs)
-
-        monkeypatch.setattr("realtime.database.database_sync_to_async", counted)
-        socket = await open_socket(rider, native=True)
+        tokens = await sync_to_async(session_tokens_issue)(user=rider)
+        hops = threads_entered(monkeypatch)
+        socket = await open_socket(native=True, query=f"token={tokens['access']}")
 
         assert socket.snapshot["user"]["id"] == rider.id
         assert len(hops) == 1

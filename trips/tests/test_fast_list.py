@@ -12,6 +12,7 @@ from accounts import sessions
 from accounts.services import session_tokens_issue
 from config import asgi
 from config.http import SyncChainASGIHandler
+from conftest import threads_entered
 from trips.fast_list import TripListFastPath
 from trips.models import Trip
 
@@ -154,14 +155,7 @@ async def test_reads_the_session_the_user_and_the_page_in_one_thread_hop(
     compare, trips, rider, monkeypatch
 ):
     headers = [HOST, await sync.sync_to_async(bearer)(rider)]
-    hops = []
-    hop = sync.SyncToAsync.__call__
-
-    async def counted(self, *args, **kwargs):
-        hops.append(self.func)
-        return await hop(self, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
+    hops = threads_entered(monkeypatch)
     django = Django()
 
     status, _headers, _body = await answer(TripListFastPath(django), "/api/trip/?limit=2", headers)
