@@ -1,7 +1,7 @@
 from django.db import connection, models
 
 from accounts.models import User
-from config.composed_reads import ComposedRead
+from config.composed_reads import ComposedRead, prepared
 
 _by_id = ComposedRead(User, alias="u", where="u.id = %s", params=[User._meta.pk])
 _active_by_id = ComposedRead(
@@ -67,3 +67,10 @@ def rights_held_values(user: User) -> tuple:
     """The condition's values for `user` as the caller read them (an active user)."""
     _, role, approved = user.rights
     return (user.id, role, approved)
+
+
+def rights_still_held(user: User) -> bool:
+    """Whether `user` still has the rights the caller read them with (`rights_held`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {rights_held()}", prepared(RIGHTS_PARAMS, rights_held_values(user)))
+        return bool(cursor.fetchone()[0])

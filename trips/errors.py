@@ -37,6 +37,13 @@ class RiderHasActiveTrip(TripError):
     http_status = status.HTTP_409_CONFLICT
 
 
+class RightsChanged(TripError):
+    """The user's rights changed between their read and the change made with them."""
+
+    code = "rights_changed"
+    http_status = status.HTTP_409_CONFLICT
+
+
 class DriverBusy(TripError):
     code = "driver_busy"
     http_status = status.HTTP_409_CONFLICT

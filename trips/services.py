@@ -9,9 +9,9 @@ Races are settled by the database: a request is an insert that the partial uniqu
 constraints may refuse (they keep riders and drivers to one active trip, and a rider's
 request id to one trip), and every other change a conditional UPDATE (or a row lock) on
 the state it starts from, so of two drivers accepting the same trip exactly one updates
-a row. An accept or an advance holds, in the same statement, only while the user making
-it still has the rights the caller read them with. Events are delivered only after the
-change commits.
+a row. A request, an accept or an advance holds, in the same statement, only while the
+user making it still has the rights the caller read them with. Events are delivered
+only after the change commits.
 """
 
 import functools
@@ -22,7 +22,12 @@ from django.db.models import Field
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.selectors import RIGHTS_PARAMS, rights_held, rights_held_values
+from accounts.selectors import (
+    RIGHTS_PARAMS,
+    rights_held,
+    rights_held_values,
+    rights_still_held,
+)
 from config.composed_reads import ComposedRead, prepared
 from config.postgresql.kept_plans import plan_kept
 from dispatch import services as dispatch
@@ -142,6 +147,8 @@ def trip_request(
         request_id=request_id,
     )
     if not _trip_made(trip):
+        if not rights_still_held(rider):
+            raise errors.RightsChanged("Your account has changed; try again.")
         # The constraints refused it: an earlier request with this request_id made a
         # trip (if it is the answer, whatever the trip has become since), or the rider
         # has an active trip. They settle races, such as this very request sent twice.
@@ -158,16 +165,19 @@ def trip_request(
 
 def _trip_made(trip: Trip) -> bool:
     """Insert the new `trip` unless a uniqueness constraint (one active trip a rider,
-    one trip a rider's request_id) refuses it; whether it was inserted.
+    one trip a rider's request_id) refuses it, or its rider no longer has the rights
+    the caller read them with; whether it was inserted.
 
     One statement, atomic without a transaction around it, which a refusal never
     aborts: the rider's trips are not read first, and a lost race is no error
-    (docs/benchmarks.md, finding 43).
+    (docs/benchmarks.md, finding 43); nor is the rider, whose rights are tested in the
+    insert itself, as a trip step tests its driver's (finding 75).
     """
     fields = Trip._meta.concrete_fields
     values = [field.get_db_prep_save(field.pre_save(trip, True), connection) for field in fields]
+    rights = prepared(RIGHTS_PARAMS, rights_held_values(trip.rider))
     with connection.cursor() as cursor:
-        cursor.execute(_trip_insert(connection.vendor), values)
+        cursor.execute(_trip_insert(connection.vendor), [*values, *rights])
         made = cursor.rowcount == 1
     if made:
         trip._state.adding = False
@@ -178,13 +188,16 @@ def _trip_made(trip: Trip) -> bool:
 @functools.cache
 def _trip_insert(vendor: str) -> str:
     """The new trip's `INSERT`, composed once for each database backend (`vendor`):
-    PostgreSQL and SQLite both skip a row that a uniqueness constraint refuses."""
+    a row of values for the trip's fields, then the rider's rights (`rights_held`).
+    PostgreSQL and SQLite both skip a row that a uniqueness constraint refuses; both
+    take the types of the values from the columns they go to."""
     quote = connection.ops.quote_name
     fields = Trip._meta.concrete_fields
     return plan_kept(
         f"INSERT INTO {quote(Trip._meta.db_table)} "
         f"({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING"
+        f"SELECT {', '.join(['%s'] * len(fields))} WHERE {rights_held()} "
+        "ON CONFLICT DO NOTHING"
     )
 
 

@@ -153,6 +153,27 @@ def test_a_request_is_refused_to_a_rider_made_a_driver_since_the_socket_read_the
     assert trip_rows() == []
 
 
+def test_a_request_reads_no_user_when_it_is_made(rider, django_assert_num_queries):
+    # The insert tests the rider's rights itself.
+    with django_assert_num_queries(1):
+        user, jobs = executed(rider, RequestTrip("trip.request", ADDRESSES))
+
+    assert user is rider
+    assert [trip.rider_id for trip in Trip.objects.all()] == [rider.id]
+    assert jobs  # its events
+
+
+def test_a_deactivated_rider_s_retried_request_ends_their_session_unanswered(rider):
+    executed(rider, RequestTrip("trip.request", ADDRESSES, request_id="r-1"))
+    before = trip_rows()
+    rights_become(rider, is_active=False)
+
+    refusal = refused(rider, RequestTrip("trip.request", ADDRESSES, request_id="r-1"))
+
+    assert isinstance(refusal, SessionEnded)
+    assert trip_rows() == before
+
+
 def test_a_deactivated_rider_s_request_ends_their_session_and_makes_no_trip(rider):
     rights_become(rider, is_active=False)
 

@@ -136,6 +136,58 @@ class TestRightsInTheStepsStatement:
         assert trip.driver.first_name == "Renamed"
 
 
+# What a rider's rights may have become since the caller read them.
+RIDER_RIGHTS_CHANGED = {
+    "deactivated": {"is_active": False},
+    "made a driver": {"role": "driver"},
+}
+
+
+@pytest.mark.django_db
+class TestRightsInTheRequestsInsert:
+    """A request tests, in its own insert, that the rider still has the rights the
+    caller read them with: a socket need not read its user first."""
+
+    @pytest.mark.parametrize("change", RIDER_RIGHTS_CHANGED)
+    def test_a_request_makes_no_trip_once_the_rights_it_was_read_with_are_gone(
+        self, rider, django_capture_on_commit_callbacks, change
+    ):
+        type(rider).objects.filter(id=rider.id).update(**RIDER_RIGHTS_CHANGED[change])
+
+        with (
+            django_capture_on_commit_callbacks() as after_commit,
+            pytest.raises(errors.RightsChanged),
+        ):
+            services.trip_request(rider=rider, **REQUEST, request_id="r-1")
+
+        assert trip_rows() == []
+        assert after_commit == []  # nobody told
+
+    def test_a_retried_request_is_not_answered_once_the_rights_are_gone(
+        self, rider, django_capture_on_commit_callbacks
+    ):
+        services.trip_request(rider=rider, **REQUEST, request_id="r-1")
+        before = trip_rows()
+        type(rider).objects.filter(id=rider.id).update(is_active=False)
+
+        with (
+            django_capture_on_commit_callbacks() as after_commit,
+            pytest.raises(errors.RightsChanged),
+        ):
+            services.trip_request(rider=rider, **REQUEST, request_id="r-1")
+
+        assert trip_rows() == before
+        assert after_commit == []
+
+    def test_a_request_is_made_while_the_rights_are_as_read(self, rider):
+        type(rider).objects.filter(id=rider.id).update(first_name="Renamed")
+
+        trip, created = services.trip_request(rider=rider, **REQUEST)
+
+        assert created
+        assert Trip.objects.get(id=trip.id).rider_id == rider.id
+
+
 @pytest.mark.django_db(transaction=True)
 class TestEventsAfterCommit:
     def test_a_request_tells_the_rider_and_is_offered_to_available_drivers(
