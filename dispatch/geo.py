@@ -23,3 +23,15 @@ def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     a = math.sin(half_dphi) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(half_dlambda) ** 2
     # min() keeps rounding from pushing `a` past 1 for antipodal points.
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
+
+
+def distance_m_sql(lat1: str, lng1: str, lat2: str, lng2: str) -> str:
+    """`distance_m` as PostgreSQL computes it: the same operations in the same order,
+    over the SQL expressions given for the two points, so that a distance the database
+    measures is the one Python would."""
+    radius = f"CAST({EARTH_RADIUS_M!r} AS double precision)"
+    phi1, phi2 = f"radians({lat1})", f"radians({lat2})"
+    half_dphi = f"({phi2} - {phi1}) / 2"
+    half_dlambda = f"radians({lng2} - {lng1}) / 2"
+    a = f"power(sin({half_dphi}), 2) + cos({phi1}) * cos({phi2}) * power(sin({half_dlambda}), 2)"
+    return f"2 * {radius} * asin(sqrt(least({a}, 1.0)))"

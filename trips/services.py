@@ -48,7 +48,7 @@ from trips.selectors import (
     trips_requested_by,
     trips_visible_to,
 )
-from trips.trail import trail_distance_m
+from trips.trail import trail_distance_m, trail_distance_sql
 
 Status = Trip.Status
 
@@ -61,11 +61,17 @@ def _visible_trip(user: User, trip_id) -> Trip | None:
     return trips_visible_to(user).filter(id=trip_id).first()
 
 
-def _trip_changed(trip_id, *, acting: User, expected: dict, changes: dict) -> Trip | None:
+def _trip_changed(
+    trip_id, *, acting: User, expected: dict, changes: dict, trail_measured: bool = False
+) -> Trip | None:
     """Make `changes` to the trip if it is still as `expected` (each a field's name, or
     a foreign key's column, to a value that is not None) and `acting`, the user making
     them, still has the rights the caller read them with; give the trip back with its
     parties as `trip_with_parties` reads it. None, and nothing changed, if not.
+
+    With `trail_measured` the change sets the trip's distance to its trail's length as
+    well: on PostgreSQL measured in the change's own statement (`trail_distance_sql`),
+    elsewhere read before it.
 
     The user's rights are tested in the change's own statement, so a socket need not
     read its user before each step (docs/benchmarks.md, finding 45). On PostgreSQL the
@@ -74,8 +80,17 @@ def _trip_changed(trip_id, *, acting: User, expected: dict, changes: dict) -> Tr
     `COMMIT`) and one read fewer (finding 42). Elsewhere the change, then the read, in
     one transaction.
     """
-    change = _trip_change(connection.vendor, tuple(expected), tuple(changes))
-    values = (*changes.values(), trip_id, *expected.values(), *rights_held_values(acting))
+    in_statement = trail_measured and connection.vendor == "postgresql"
+    if trail_measured and not in_statement:
+        changes = {**changes, "distance_m": trail_distance_m(trip_id)}
+    change = _trip_change(connection.vendor, tuple(expected), tuple(changes), in_statement)
+    values = (
+        *changes.values(),
+        *([trip_id] if in_statement else []),
+        trip_id,
+        *expected.values(),
+        *rights_held_values(acting),
+    )
     if connection.vendor != "postgresql":
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(change.update, prepared(change.params, values))
@@ -95,15 +110,26 @@ class _TripChange(NamedTuple):
 
 
 @functools.cache
-def _trip_change(vendor: str, expected: tuple[str, ...], changes: tuple[str, ...]) -> _TripChange:
+def _trip_change(
+    vendor: str, expected: tuple[str, ...], changes: tuple[str, ...], trail_measured: bool
+) -> _TripChange:
     fields = Trip._meta.get_field
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(fields(name).column)} = %s" for name in changes)
+    assignments = [f"{quote(fields(name).column)} = %s" for name in changes]
+    measures = [Trip._meta.pk] if trail_measured else []  # the trail's trip
+    if trail_measured:
+        assignments.append(f"{quote(fields('distance_m').column)} = {trail_distance_sql()}")
     conditions = " AND ".join(
         [*(f"{quote(fields(name).column)} = %s" for name in ("id", *expected)), rights_held()]
     )
-    update = f"UPDATE {quote(Trip._meta.db_table)} SET {assignments} WHERE {conditions}"
-    params = [*map(fields, changes), Trip._meta.pk, *map(fields, expected), *RIGHTS_PARAMS]
+    update = f"UPDATE {quote(Trip._meta.db_table)} SET {', '.join(assignments)} WHERE {conditions}"
+    params = [
+        *map(fields, changes),
+        *measures,
+        Trip._meta.pk,
+        *map(fields, expected),
+        *RIGHTS_PARAMS,
+    ]
     read = ComposedRead(Trip, alias="t", related=TRIP_PARTIES, changed_by=update, params=params)
     return _TripChange(update, params, read)
 
@@ -284,15 +310,13 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
             trip=_visible_trip(driver, trip_id),
         )
     now = timezone.now()
-    changes = {"status": status, "updated": now, ADVANCE_STAMP[status]: now}
-    if status == Status.COMPLETED:
-        # The trail is complete: the driver's socket writes it out before this step.
-        changes["distance_m"] = trail_distance_m(trip_id)
     trip = _trip_changed(
         trip_id,
         acting=driver,
         expected={"driver_id": driver.id, "status": ADVANCE_FROM[status]},
-        changes=changes,
+        changes={"status": status, "updated": now, ADVANCE_STAMP[status]: now},
+        # The trail is complete: the driver's socket writes it out before this step.
+        trail_measured=status == Status.COMPLETED,
     )
     if trip is None:
         trip = _visible_trip(driver, trip_id)

@@ -12,7 +12,7 @@ from django.db import connection
 
 from config.composed_reads import prepared
 from config.postgresql.kept_plans import plan_kept
-from dispatch.geo import distance_m
+from dispatch.geo import distance_m, distance_m_sql
 from dispatch.positions import AcceptedPosition
 from trips.models import TrailPoint
 
@@ -27,6 +27,28 @@ def trail_distance_m(trip_id) -> float:
         cursor.execute(_points_read(connection.vendor), prepared([_TRIP], [trip_id]))
         points = cursor.fetchall()
     return sum(distance_m(*a, *b) for a, b in itertools.pairwise(points))
+
+
+@functools.cache
+def trail_distance_sql() -> str:
+    """`trail_distance_m` as a PostgreSQL subquery, with one `%s`: the trip. A trip's
+    change can then set its distance in its own statement, from points that never
+    leave the database (docs/benchmarks.md, finding 76)."""
+    quote = connection.ops.quote_name
+    lat, lng = (quote(TrailPoint._meta.get_field(name).column) for name in ("lat", "lng"))
+    order = ", ".join(
+        quote(TrailPoint._meta.get_field(name).column) for name in TrailPoint._meta.ordering
+    )
+    # The first point has no leg before it, and is left out (not summed as a null: the
+    # formula's LEAST would make a null half the Earth's circumference).
+    leg = distance_m_sql("before_lat", "before_lng", lat, lng)
+    return (
+        f"(SELECT COALESCE(SUM({leg}), 0) FROM ("
+        f"SELECT {lat}, {lng}, LAG({lat}) OVER legs AS before_lat, "
+        f"LAG({lng}) OVER legs AS before_lng "
+        f"FROM {quote(TrailPoint._meta.db_table)} WHERE {quote(_TRIP.column)} = %s "
+        f"WINDOW legs AS (ORDER BY {order})) AS points WHERE before_lat IS NOT NULL)"
+    )
 
 
 @functools.cache

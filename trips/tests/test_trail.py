@@ -4,6 +4,7 @@ import dataclasses
 import itertools
 
 import pytest
+from django.db import connection
 
 from dispatch.geo import distance_m
 from dispatch.positions import AcceptedPosition
@@ -95,3 +96,42 @@ def test_a_trail_s_distance_takes_its_points_in_the_order_they_were_measured(
     assert measured == pytest.approx(along_the_way)
     without_a_trail = make_trip(rider, status="COMPLETED", driver=driver)
     assert trail.trail_distance_m(without_a_trail.id) == 0
+
+
+def measured_by_postgresql(trip_id) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {trail.trail_distance_sql()}", [trip_id])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgresql_measures_a_trail_as_python_does(rider, driver, make_trip):
+    trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    points = batch()
+    # Written out of order, and one point twice at the same moment: the legs follow
+    # the order the points were measured in, then the order they were written in.
+    again = dataclasses.replace(points[2], lat=points[2].lat + 0.01)
+    trail._trail_insert_by_orm(trip.id, [points[step] for step in (3, 0, 4, 1, 2)])
+    trail._trail_insert_by_orm(trip.id, [again])
+    read = list(TrailPoint.objects.filter(trip=trip))  # in the model's order
+
+    assert [point.lat for point in read][2:4] == [points[2].lat, again.lat]
+    assert measured_by_postgresql(trip.id) == pytest.approx(
+        trail.trail_distance_m(trip.id), rel=1e-12
+    )
+    assert measured_by_postgresql(trip.id) == pytest.approx(
+        sum(distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(read)),
+        rel=1e-12,
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgresql_measures_no_trail_and_a_single_point_as_nothing(rider, driver, make_trip):
+    without_a_trail = make_trip(rider, status="COMPLETED", driver=driver)
+    one_point = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    trail._trail_insert_by_orm(one_point.id, batch()[:1])
+
+    assert measured_by_postgresql(without_a_trail.id) == 0
+    assert measured_by_postgresql(one_point.id) == 0
