@@ -6,11 +6,11 @@ domain: the consumer hands commands to the trip services, which decide.
 """
 
 import functools
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from rest_framework import serializers
 
 from config.exceptions import DomainError
@@ -101,9 +101,13 @@ class CourseUpdateTrip(Command):
 
 
 def _decode(text: str) -> dict:
+    # orjson, a third of the standard library's time for a frame (finding 77). Stricter
+    # than `json` where JSON itself is: it refuses NaN and the infinities (and numbers
+    # too large for a double) and escaped lone surrogates, which no field could take;
+    # it reads integers beyond 64 bits as floats, which no field takes either.
     try:
-        message = json.loads(text)
-    except ValueError as error:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
         raise ProtocolError("The message is not valid JSON.") from error
     if not isinstance(message, dict):
         raise ProtocolError("The message must be a JSON object.")
@@ -135,6 +139,11 @@ def _form(serializer_class) -> serializers.Serializer:
 
 class TripIdSerializer(serializers.Serializer):
     trip_id = serializers.UUIDField()
+
+
+class TripStepSerializer(TripIdSerializer, TripAdvanceSerializer):
+    """An advance's trip and the status it moves to, read in one pass (each read by a
+    serializer of its own cost an advance twice DRF's work)."""
 
 
 class CourseTripUpdateSerializer(serializers.Serializer):
@@ -263,9 +272,8 @@ class NativeProtocol:
             trip_id = _validated(TripIdSerializer, data)["trip_id"]
             return AcceptTrip(kind, trip_id, request_id=request_id)
         if kind == "trip.advance":
-            trip_id = _validated(TripIdSerializer, data)["trip_id"]
-            status = _validated(TripAdvanceSerializer, data)["status"]
-            return AdvanceTrip(kind, trip_id, status, request_id=request_id)
+            fields = _validated(TripStepSerializer, data)
+            return AdvanceTrip(kind, fields["trip_id"], fields["status"], request_id=request_id)
         if kind == "trip.cancel":
             trip_id = _validated(TripIdSerializer, data)["trip_id"]
             return CancelTrip(kind, trip_id, request_id=request_id)

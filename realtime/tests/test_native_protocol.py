@@ -486,6 +486,10 @@ class TestMalformedMessages:
         [
             ("{not json", "The message is not valid JSON.", None),
             ("", "The message is not valid JSON.", None),
+            # Not JSON, though Python's own reader takes them.
+            ('{"type": "ping", "data": NaN}', "The message is not valid JSON.", None),
+            ('{"type": "ping", "data": 1e999}', "The message is not valid JSON.", None),
+            ('{"type": "ping", "data": "\\ud800"}', "The message is not valid JSON.", None),
             ('[{"type": "ping"}]', "The message must be a JSON object.", None),
             ('"ping"', "The message must be a JSON object.", None),
             ('{"data": {}}', "The message needs a string `type`.", {"type": ["Required."]}),

@@ -37,7 +37,16 @@ def test_a_serializer_s_fields_are_made_once_not_for_every_frame(monkeypatch):
             frame("trip.advance", {"trip_id": trip_id, "status": "COMPLETED"}), user_id=1
         )
 
-    assert sorted(made) == ["TripAdvanceSerializer", "TripIdSerializer"]
+    assert made == ["TripStepSerializer"]
+
+
+def test_an_advance_says_everything_wrong_with_it_at_once():
+    refused = refusal_of(frame("trip.advance", {"trip_id": "not a trip", "status": "FLYING"}))
+
+    assert refused.fields == {
+        "trip_id": ["Must be a valid UUID."],
+        "status": ['"FLYING" is not a valid choice.'],
+    }
 
 
 def test_a_refused_frame_leaves_nothing_behind_for_the_next():
