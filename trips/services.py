@@ -116,20 +116,15 @@ def _trip_change(
     fields = Trip._meta.get_field
     quote = connection.ops.quote_name
     assignments = [f"{quote(fields(name).column)} = %s" for name in changes]
-    measures = [Trip._meta.pk] if trail_measured else []  # the trail's trip
+    params = list(map(fields, changes))
     if trail_measured:
         assignments.append(f"{quote(fields('distance_m').column)} = {trail_distance_sql()}")
+        params.append(Trip._meta.pk)  # the trail's trip
     conditions = " AND ".join(
         [*(f"{quote(fields(name).column)} = %s" for name in ("id", *expected)), rights_held()]
     )
     update = f"UPDATE {quote(Trip._meta.db_table)} SET {', '.join(assignments)} WHERE {conditions}"
-    params = [
-        *map(fields, changes),
-        *measures,
-        Trip._meta.pk,
-        *map(fields, expected),
-        *RIGHTS_PARAMS,
-    ]
+    params += [Trip._meta.pk, *map(fields, expected), *RIGHTS_PARAMS]
     read = ComposedRead(Trip, alias="t", related=TRIP_PARTIES, changed_by=update, params=params)
     return _TripChange(update, params, read)
 
