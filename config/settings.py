@@ -200,6 +200,8 @@ SIMPLE_JWT = {
     "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY") or SECRET_KEY,
     "USER_ID_CLAIM": "id",
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # simplejwt's access token, checked without PyJWT when this server signed it.
+    "AUTH_TOKEN_CLASSES": ("accounts.tokens.AccessToken",),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -5,12 +5,12 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.authentication import CheckedTokens, RevocableJWTAuthentication, checked_tokens
 from accounts.services import session_tokens_issue
+from accounts.tokens import SignedHereBackend
 
 pytestmark = pytest.mark.django_db
 
@@ -21,13 +21,13 @@ authentication = RevocableJWTAuthentication()
 def decodes(monkeypatch):
     """Every signature check simplejwt makes."""
     made = []
-    decode = TokenBackend.decode
+    decode = SignedHereBackend.decode
 
     def counted(self, token, verify=True):
         made.append(token)
         return decode(self, token, verify)
 
-    monkeypatch.setattr(TokenBackend, "decode", counted)
+    monkeypatch.setattr(SignedHereBackend, "decode", counted)
     return made
 
 
