@@ -33,13 +33,13 @@ def command_execute(user: User, command: Command, origin: Origin) -> User:
     """Carry out `command` for `user`, as the socket last read them, with their rights as
     the database has them now; gives back the user as last read, for the next command.
 
-    A request, an accept or an advance tests the user's rights in its own statement,
-    so it reads the user only when it is refused: if their rights changed, it is
-    theirs to try again as they are now (or their session is over). Every other
+    A request, an accept, an advance or a cancel tests the user's rights in its own
+    statement, so it reads the user only when it is refused: if their rights changed,
+    it is theirs to try again as they are now (or their session is over). Every other
     command reads the user first.
     """
     match command:
-        case RequestTrip() | AcceptTrip() | AdvanceTrip():
+        case RequestTrip() | AcceptTrip() | AdvanceTrip() | CancelTrip():
             try:
                 _carry_out(user, command, origin)
                 return user

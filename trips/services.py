@@ -324,10 +324,36 @@ def trip_advance(*, trip_id, driver: User, status: str, origin: Origin | None = 
     return trip
 
 
-@transaction.atomic
 def trip_cancel(*, trip_id, user: User, origin: Origin | None = None) -> Trip:
     """The rider cancels before pick-up; the assigned driver drops out before pick-up,
-    which opens the request to other drivers again."""
+    which opens the request to other drivers again.
+
+    A rider's cancel of a request no driver has taken, the common one, is a single
+    conditional statement that tests their rights as well, so a socket need not read its
+    user first (docs/benchmarks.md, finding 79). Any other cancel, or one that statement
+    refused, is made under the trip's lock once the user's rights are confirmed.
+    """
+    now = timezone.now()
+    trip = _trip_changed(
+        trip_id,
+        acting=user,
+        expected={"rider_id": user.id, "status": Status.REQUESTED},
+        changes={
+            "status": Status.CANCELED,
+            "canceled_at": now,
+            "cancel_reason": Trip.CancelReason.RIDER,
+            "updated": now,
+        },
+    )
+    if trip is not None:
+        return _rider_canceled(trip, origin, was_requested=True)
+    if not rights_still_held(user):
+        raise errors.RightsChanged("Your account has changed; try again.")
+    return _trip_cancel_locked(trip_id, user, origin)
+
+
+@transaction.atomic
+def _trip_cancel_locked(trip_id, user: User, origin: Origin | None) -> Trip:
     trip = Trip.objects.select_for_update(of=("self",)).filter(id=trip_id).first()
     if trip is None or not trips_visible_to(user).filter(id=trip_id).exists():
         raise errors.TripNotFound("No such trip.")
@@ -350,7 +376,11 @@ def _rider_cancel(trip: Trip, origin: Origin | None) -> Trip:
     trip.canceled_at = timezone.now()
     trip.cancel_reason = Trip.CancelReason.RIDER
     trip.save(update_fields=["status", "canceled_at", "cancel_reason", "updated"])
-    trip = trip_with_parties(trip.id)
+    return _rider_canceled(trip_with_parties(trip.id), origin, was_requested=was_requested)
+
+
+def _rider_canceled(trip: Trip, origin: Origin | None, *, was_requested: bool) -> Trip:
+    """Tell the parties, and the drivers a request was offered to, that it is over."""
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.CANCELED, payload, origin)))
     if was_requested:

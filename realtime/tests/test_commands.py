@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import User
 from realtime.commands import SessionEnded, command_execute
 from realtime.delivery import jobs_collected
-from realtime.protocols import AcceptTrip, AdvanceTrip, RequestTrip
+from realtime.protocols import AcceptTrip, AdvanceTrip, CancelTrip, RequestTrip
 from trips import errors
 from trips.events import Origin
 from trips.models import Trip
@@ -179,3 +179,55 @@ def test_a_deactivated_rider_s_request_ends_their_session_and_makes_no_trip(ride
 
     assert isinstance(refused(rider, RequestTrip("trip.request", ADDRESSES)), SessionEnded)
     assert trip_rows() == []
+
+
+def cancel(trip: Trip) -> CancelTrip:
+    return CancelTrip("trip.cancel", trip.id)
+
+
+def test_a_riders_cancel_of_their_request_reads_no_user(
+    rider, make_trip, django_assert_num_queries
+):
+    trip = make_trip(rider)
+
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 4):
+        user, jobs = executed(rider, cancel(trip))
+
+    assert user is rider
+    assert Trip.objects.get(id=trip.id).status == "CANCELED"
+    assert jobs  # its events
+
+
+@pytest.mark.parametrize("status", ["REQUESTED", "STARTED"])
+def test_a_deactivated_riders_cancel_ends_their_session_and_changes_nothing(
+    rider, approved_driver, make_trip, status
+):
+    driver = approved_driver if status == "STARTED" else None
+    trip = make_trip(rider, status=status, driver=driver)
+    rights_become(rider, is_active=False)
+    before = trip_rows()
+
+    assert isinstance(refused(rider, cancel(trip)), SessionEnded)
+    assert trip_rows() == before
+
+
+def test_a_rider_made_a_driver_since_still_cancels_their_request(rider, make_trip):
+    # A cancel asks no role of its user; their rights are those they have now.
+    trip = make_trip(rider)
+    rights_become(rider, role="driver")
+
+    user, jobs = executed(rider, cancel(trip))
+
+    assert Trip.objects.get(id=trip.id).status == "CANCELED"
+    assert user.rights == (True, "driver", False)
+    assert jobs
+
+
+def test_a_cancel_of_another_riders_trip_is_refused_and_changes_nothing(
+    rider, make_user, make_trip
+):
+    trip = make_trip(make_user("rider"))
+    before = trip_rows()
+
+    assert isinstance(refused(rider, cancel(trip)), errors.TripNotFound)
+    assert trip_rows() == before

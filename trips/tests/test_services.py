@@ -188,6 +188,43 @@ class TestRightsInTheRequestsInsert:
         assert Trip.objects.get(id=trip.id).rider_id == rider.id
 
 
+@pytest.mark.django_db
+class TestRightsInACancel:
+    """A rider's cancel of their request tests their rights in its own statement; any
+    other cancel confirms them before it reads the trip."""
+
+    @pytest.fixture(params=["requested", "accepted"])
+    def trip(self, request, rider, driver, make_trip):
+        if request.param == "requested":
+            return make_trip(rider)
+        return make_trip(rider, status="STARTED", driver=driver)
+
+    @pytest.mark.parametrize("change", RIDER_RIGHTS_CHANGED)
+    def test_a_cancel_changes_nothing_once_the_rights_it_was_read_with_are_gone(
+        self, rider, trip, django_capture_on_commit_callbacks, change
+    ):
+        type(rider).objects.filter(id=rider.id).update(**RIDER_RIGHTS_CHANGED[change])
+        before = trip_rows()
+
+        with (
+            django_capture_on_commit_callbacks() as after_commit,
+            pytest.raises(errors.RightsChanged),
+        ):
+            services.trip_cancel(trip_id=trip.id, user=rider)
+
+        assert trip_rows() == before
+        assert after_commit == []  # nobody told
+
+    def test_a_cancel_is_made_while_the_rights_are_as_read(self, rider, trip):
+        type(rider).objects.filter(id=rider.id).update(first_name="Renamed")
+
+        canceled = services.trip_cancel(trip_id=trip.id, user=rider)
+
+        assert canceled.status == Trip.Status.CANCELED
+        assert canceled.rider.first_name == "Renamed"
+        assert Trip.objects.get(id=trip.id).cancel_reason == Trip.CancelReason.RIDER
+
+
 @pytest.mark.django_db(transaction=True)
 class TestEventsAfterCommit:
     def test_a_request_tells_the_rider_and_is_offered_to_available_drivers(
@@ -760,8 +797,17 @@ class TestQueryCounts:
     def test_trip_cancel(self, rider, make_trip, django_assert_num_queries):
         trip = make_trip(rider)
 
-        # The locked read, visibility, the update, the trip re-read; 1 savepoint.
-        with django_assert_num_queries(4 + 2):
+        # A request no driver has taken: the conditional update and the trip re-read;
+        # 1 savepoint.
+        with django_assert_num_queries(change_and_read() + 2):
+            services.trip_cancel(trip_id=trip.id, user=rider)
+
+    def test_trip_cancel_once_accepted(self, rider, driver, make_trip, django_assert_num_queries):
+        trip = make_trip(rider, status="STARTED", driver=driver)
+
+        # The conditional update that changes nothing (1 savepoint), the rights, then
+        # the locked read, visibility, the update, the trip re-read (1 savepoint).
+        with django_assert_num_queries(change_and_read() + 2 + 1 + 4 + 2):
             services.trip_cancel(trip_id=trip.id, user=rider)
 
     def test_rest_request(self, client_for, rider, django_assert_num_queries):
