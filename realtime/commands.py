@@ -35,15 +35,18 @@ def command_execute(user: User, command: Command, origin: Origin) -> User:
 
     A request, an accept, an advance or a cancel tests the user's rights in its own
     statement, so it reads the user only when it is refused: if their rights changed,
-    it is theirs to try again as they are now (or their session is over). Every other
-    command reads the user first.
+    it is theirs to try again as they are now (or their session is over), unless the
+    refusal came after the service had confirmed their rights. Every other command
+    reads the user first.
     """
     match command:
         case RequestTrip() | AcceptTrip() | AdvanceTrip() | CancelTrip():
             try:
                 _carry_out(user, command, origin)
                 return user
-            except errors.TripError:
+            except errors.TripError as refusal:
+                if refusal.rights_confirmed:
+                    raise
                 current = acting_user(user.id)
                 if current.rights == user.rights:
                     raise

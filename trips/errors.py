@@ -7,6 +7,10 @@ from config.exceptions import DomainError
 
 
 class TripError(DomainError):
+    # Whether the service confirmed the user's rights before refusing: a caller that
+    # acted on a copy of the user need not read them again to know the refusal stands.
+    rights_confirmed = False
+
     def __init__(self, message: str, *, trip=None):
         super().__init__(message)
         self.trip = trip

@@ -15,6 +15,7 @@ only after the change commits.
 """
 
 import functools
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
@@ -173,15 +174,27 @@ def trip_request(
         # The constraints refused it: an earlier request with this request_id made a
         # trip (if it is the answer, whatever the trip has become since), or the rider
         # has an active trip. They settle races, such as this very request sent twice.
-        earlier, active = _requests_of_rider(rider, request_id)
-        if earlier:
-            return _request_repeated(earlier, origin), False
-        raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
+        with _rights_confirmed():
+            earlier, active = _requests_of_rider(rider, request_id)
+            if earlier:
+                return _request_repeated(earlier, origin), False
+            raise errors.RiderHasActiveTrip("You already have an active trip.", trip=active)
     # The new trip is as saved, with its rider: nothing to read back.
     payload = trip_payload(trip)
     deliver_on_commit(to_parties(trip, trip_message(TripEvent.REQUESTED, payload, origin)))
     dispatch.trip_offer(trip=trip, payload=payload)
     return trip, True
+
+
+@contextmanager
+def _rights_confirmed():
+    """Marks the refusals made inside as made with the user's rights confirmed
+    (`TripError.rights_confirmed`)."""
+    try:
+        yield
+    except errors.TripError as refusal:
+        refusal.rights_confirmed = True
+        raise
 
 
 def _trip_made(trip: Trip) -> bool:
@@ -349,7 +362,8 @@ def trip_cancel(*, trip_id, user: User, origin: Origin | None = None) -> Trip:
         return _rider_canceled(trip, origin, was_requested=True)
     if not rights_still_held(user):
         raise errors.RightsChanged("Your account has changed; try again.")
-    return _trip_cancel_locked(trip_id, user, origin)
+    with _rights_confirmed():
+        return _trip_cancel_locked(trip_id, user, origin)
 
 
 @transaction.atomic

@@ -231,3 +231,33 @@ def test_a_cancel_of_another_riders_trip_is_refused_and_changes_nothing(
 
     assert isinstance(refused(rider, cancel(trip)), errors.TripNotFound)
     assert trip_rows() == before
+
+
+@pytest.fixture
+def user_not_read_again(monkeypatch):
+    def read(user_id):
+        raise AssertionError("the user was read again")
+
+    monkeypatch.setattr("realtime.commands.acting_user", read)
+
+
+def test_a_request_refused_once_the_rights_were_confirmed_reads_no_user(
+    rider, make_trip, user_not_read_again
+):
+    make_trip(rider)
+    before = trip_rows()
+
+    refusal = refused(rider, RequestTrip("trip.request", ADDRESSES))
+
+    assert isinstance(refusal, errors.RiderHasActiveTrip)
+    assert trip_rows() == before
+
+
+def test_a_cancel_refused_once_the_rights_were_confirmed_reads_no_user(
+    rider, approved_driver, make_trip, user_not_read_again
+):
+    trip = make_trip(rider, status="IN_PROGRESS", driver=approved_driver)
+    before = trip_rows()
+
+    assert isinstance(refused(rider, cancel(trip)), errors.StatusOutOfOrder)
+    assert trip_rows() == before
