@@ -9,9 +9,9 @@ Races are settled by the database: a request is an insert that the partial uniqu
 constraints may refuse (they keep riders and drivers to one active trip, and a rider's
 request id to one trip), and every other change a conditional UPDATE (or a row lock) on
 the state it starts from, so of two drivers accepting the same trip exactly one updates
-a row. A request, an accept or an advance holds, in the same statement, only while the
-user making it still has the rights the caller read them with. Events are delivered
-only after the change commits.
+a row. A request, an accept, an advance or a rider's cancel of an open request holds,
+in the same statement, only while the user making it still has the rights the caller
+read them with. Events are delivered only after the change commits.
 """
 
 import functools
@@ -169,12 +169,10 @@ def trip_request(
         request_id=request_id,
     )
     if not _trip_made(trip):
-        if not rights_still_held(rider):
-            raise errors.RightsChanged("Your account has changed; try again.")
         # The constraints refused it: an earlier request with this request_id made a
         # trip (if it is the answer, whatever the trip has become since), or the rider
         # has an active trip. They settle races, such as this very request sent twice.
-        with _rights_confirmed():
+        with _rights_confirmed(rider):
             earlier, active = _requests_of_rider(rider, request_id)
             if earlier:
                 return _request_repeated(earlier, origin), False
@@ -187,9 +185,12 @@ def trip_request(
 
 
 @contextmanager
-def _rights_confirmed():
-    """Marks the refusals made inside as made with the user's rights confirmed
-    (`TripError.rights_confirmed`)."""
+def _rights_confirmed(user: User):
+    """For a change its statement refused: first confirms that `user` still has the
+    rights the caller read them with (`RightsChanged` if not), then marks the refusals
+    made inside as made with them confirmed (`TripError.rights_confirmed`)."""
+    if not rights_still_held(user):
+        raise errors.RightsChanged("Your account has changed; try again.")
     try:
         yield
     except errors.TripError as refusal:
@@ -360,9 +361,7 @@ def trip_cancel(*, trip_id, user: User, origin: Origin | None = None) -> Trip:
     )
     if trip is not None:
         return _rider_canceled(trip, origin, was_requested=True)
-    if not rights_still_held(user):
-        raise errors.RightsChanged("Your account has changed; try again.")
-    with _rights_confirmed():
+    with _rights_confirmed(user):
         return _trip_cancel_locked(trip_id, user, origin)
 
 
