@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from redis.asyncio.client import PubSub
 from redis.asyncio.connection import DefaultParser
 from redis.exceptions import ResponseError
@@ -60,6 +61,32 @@ async def test_a_channel_s_messages_wait_in_a_lean_queue():
     assert type(layer._get_layer().channels[channel]) is LeanQueue
     assert await layer.receive(channel) == {"type": "trip.event", "n": 1}
     await layer.flush()
+
+
+async def test_the_layer_s_calls_reach_the_loop_s_layer_without_its_proxy(monkeypatch):
+    proxied: list[str] = []
+    proxy = RedisPubSubChannelLayer.__getattr__
+
+    def recorded(self, name):
+        proxied.append(name)
+        return proxy(self, name)
+
+    monkeypatch.setattr(RedisPubSubChannelLayer, "__getattr__", recorded)
+    layer = get_channel_layer()
+    await layer.flush()
+    channel = await layer.new_channel()
+    await layer.group_add("riders.test", channel)
+    await layer.group_send("riders.test", {"type": "x", "n": 1})
+    await layer.send(channel, {"type": "x", "n": 2})
+    received = [(await layer.receive(channel))["n"] for _ in range(2)]
+    await layer.group_discard("riders.test", channel)
+    await layer.group_send("riders.test", {"type": "x", "n": 3})
+    await layer.send(channel, {"type": "x", "n": 4})
+
+    assert received == [1, 2]
+    assert (await layer.receive(channel))["n"] == 4  # 3 went to a group it had left
+    await layer.flush()
+    assert proxied == []
 
 
 class HeldReader:
