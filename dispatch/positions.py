@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from django.conf import settings
-
 from config.exceptions import DomainError
+from config.hot_settings import hot_settings
 from dispatch.geo import MAX_LATITUDE, distance_m
 
 
@@ -130,26 +129,26 @@ def position_validate(
     _range_check("speed", speed, speed is None or speed >= 0, "0 m/s or more")
     _range_check("accuracy", accuracy, accuracy is None or accuracy > 0, "more than 0 m")
 
-    if accuracy is not None and accuracy > settings.POSITION_MAX_ACCURACY_M:
+    if accuracy is not None and accuracy > hot_settings.POSITION_MAX_ACCURACY_M:
         raise PositionRejected(
             PositionRefusal.INACCURATE,
             f"The fix is accurate to {accuracy:g} m; fixes less accurate than "
-            f"{settings.POSITION_MAX_ACCURACY_M:g} m are ignored.",
+            f"{hot_settings.POSITION_MAX_ACCURACY_M:g} m are ignored.",
             field="accuracy",
         )
-    if measured_at > now + settings.POSITION_MAX_FUTURE_SECONDS:
+    if measured_at > now + hot_settings.POSITION_MAX_FUTURE_SECONDS:
         raise PositionRejected(
             PositionRefusal.IN_FUTURE,
             f"The timestamp is {measured_at - now:.1f} s ahead of the server's clock, more "
-            f"than the {settings.POSITION_MAX_FUTURE_SECONDS:g} s allowed (timestamps are in "
+            f"than the {hot_settings.POSITION_MAX_FUTURE_SECONDS:g} s allowed (timestamps are in "
             "seconds, not milliseconds).",
             field="timestamp",
         )
-    if measured_at < now - settings.POSITION_MAX_AGE_SECONDS:
+    if measured_at < now - hot_settings.POSITION_MAX_AGE_SECONDS:
         raise PositionRejected(
             PositionRefusal.STALE,
             f"The position is {now - measured_at:.1f} s old; positions older than "
-            f"{settings.POSITION_MAX_AGE_SECONDS:g} s are refused.",
+            f"{hot_settings.POSITION_MAX_AGE_SECONDS:g} s are refused.",
             field="timestamp",
         )
     next_slot_at = _slot_take(previous, now)
@@ -162,13 +161,13 @@ def position_validate(
 
 def _slot_take(previous: AcceptedPosition | None, now: float) -> float:
     """The driver's next free slot once this position has taken one; or too_frequent."""
-    interval = settings.POSITION_MIN_INTERVAL_SECONDS
+    interval = hot_settings.POSITION_MIN_INTERVAL_SECONDS
     slot = now if previous is None else max(previous.next_slot_at, now)
-    if slot - now > (settings.POSITION_BURST - 1) * interval:
+    if slot - now > (hot_settings.POSITION_BURST - 1) * interval:
         raise PositionRejected(
             PositionRefusal.TOO_FREQUENT,
             f"A driver's positions are accepted one every {interval:g} s on average, at "
-            f"most {settings.POSITION_BURST} at once.",
+            f"most {hot_settings.POSITION_BURST} at once.",
         )
     return slot + interval
 
@@ -183,11 +182,11 @@ def _previous_check(lat: float, lng: float, measured_at: float, previous: Accept
         )
     metres = distance_m(previous.lat, previous.lng, lat, lng)
     speed_kmh = metres / (measured_at - previous.measured_at) * 3.6
-    if speed_kmh > settings.POSITION_MAX_SPEED_KMH:
+    if speed_kmh > hot_settings.POSITION_MAX_SPEED_KMH:
         raise PositionRejected(
             PositionRefusal.TOO_FAST,
             f"Reaching this position from the last accepted one takes {speed_kmh:.0f} km/h, "
-            f"over the {settings.POSITION_MAX_SPEED_KMH:g} km/h limit.",
+            f"over the {hot_settings.POSITION_MAX_SPEED_KMH:g} km/h limit.",
         )
 
 

@@ -9,8 +9,7 @@ import json
 from datetime import UTC, datetime
 from typing import Protocol
 
-from django.conf import settings
-
+from config.hot_settings import hot_settings
 from dispatch.backends import ProcessWide
 from dispatch.positions import AcceptedPosition
 from dispatch.redis_clients import Command, CommandWriter, Outbox, PerLoop, PerLoopRedis
@@ -64,7 +63,7 @@ class RedisLastPositions:
 
     @staticmethod
     def _key(trip_id: str) -> str:
-        return f"{settings.REDIS_KEY_PREFIX}:tracking:last:{trip_id}"
+        return f"{hot_settings.REDIS_KEY_PREFIX}:tracking:last:{trip_id}"
 
     async def position_keep(self, trip_id: str, payload: dict) -> None:
         await self._outboxes.get().put((trip_id, json.dumps(payload)))

@@ -24,6 +24,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from accounts.models import User
 from accounts.serializers import user_representation
 from config.exceptions import DomainError
+from config.hot_settings import hot_settings
 from dispatch import services as dispatch
 from dispatch.location_index import location_index
 from dispatch.positions import AcceptedPosition
@@ -202,7 +203,7 @@ class TripConsumer(AsyncWebsocketConsumer):
         if self.user is None:
             return
         size = len(bytes_data or b"") if text_data is None else len(text_data.encode())
-        if size > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+        if size > hot_settings.WEBSOCKET_MAX_MESSAGE_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
             return
         if not self.rate.allow():
@@ -273,10 +274,10 @@ class TripConsumer(AsyncWebsocketConsumer):
                 keep=keep,
             )
             if keep:
-                self.keep_after = position.received_at + settings.LAST_POSITION_KEEP_SECONDS
+                self.keep_after = position.received_at + hot_settings.LAST_POSITION_KEEP_SECONDS
             self.unkept = None if keep else payload
             self.trail.append(position)
-            if len(self.trail) + self.trail_head_start >= settings.TRAIL_BATCH_SIZE:
+            if len(self.trail) + self.trail_head_start >= hot_settings.TRAIL_BATCH_SIZE:
                 await self._positions_flush()
         elif self.online:
             await location_index().driver_position_set(
