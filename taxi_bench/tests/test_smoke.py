@@ -1,6 +1,7 @@
 """A short run of every workload against a real taxi server started for the tests."""
 
 import argparse
+import asyncio
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from taxi_bench.target import target_from_url
 from taxi_bench.users import Roster, provision_over_rest
 from taxi_bench.workloads import WORKLOADS
 from taxi_bench.workloads.context import Context
+from taxi_bench.workloads.trip_updates import Rounds
 
 pytestmark = [pytest.mark.postgres]
 
@@ -102,6 +104,34 @@ async def test_trip_updates(taxi_server, make_roster):
     # Counted over the one round offered (a second), not the 1.5 s the run could have had.
     assert outcome.rate(tally.received, "measured") >= 0.8 * 16
     assert set(outcome.latency) == {"REQUESTED", "STARTED", "IN_PROGRESS", "COMPLETED"}
+    assert refusals(outcome) == {}
+
+
+async def test_a_trip_made_too_late_to_accept_is_canceled_and_its_pair_goes_on(
+    taxi_server, make_roster, monkeypatch
+):
+    learn = Rounds.learn
+
+    def first_trip_learnt_late(self, request_id, trip_id):
+        where = self.by_request.get(request_id)
+        if where == (0, 0):
+            # Its `trip.requested` arrives on time; the driver hears of its trip only
+            # after the accept gave up waiting for it (from 1 s after the request, for
+            # two periods of 1 s), and before the pair's next request (4 s after).
+            asyncio.get_running_loop().call_later(3.5, learn, self, request_id, trip_id)
+            return where
+        return learn(self, request_id, trip_id)
+
+    monkeypatch.setattr(Rounds, "learn", first_trip_learnt_late)
+    roster = await make_roster(riders=2, drivers=2)
+    outcome = await run("trip-updates", taxi_server, roster, pairs=2, rate=2, duration=8.5)
+
+    tally = outcome.tally
+    assert tally.expected == 2 * 2 * 4  # two rounds of four steps for each pair
+    # The late round's accept, pick-up and drop-off; the pair's next round all arrives.
+    assert (tally.received, tally.lost, tally.duplicates, tally.unexpected) == (13, 3, 0, 0)
+    assert outcome.counts["no_trip_to_accept"] == 1
+    assert outcome.counts["late_requests_canceled"] == 1
     assert refusals(outcome) == {}
 
 

@@ -11,12 +11,16 @@ and latency runs from the step's scheduled time.
 A driver can accept only once the rider's request has made the trip (the trip id comes
 back in the rider's `trip.requested`); if it comes late, the accept goes late and its
 latency, measured from the schedule, shows it. Steps of a round whose trip never came
-back are still expected, so they count as lost.
+back are still expected, so they count as lost. A trip that comes back only after the
+accept gave up waiting is canceled by its rider, as a rider would cancel a request
+nobody took: left open, it would have the server refuse every later request of the
+rider's, and one late reply would lose the rest of the pair's run.
 """
 
 import asyncio
 import secrets
 import time
+from functools import partial
 
 from taxi_bench.ledger import Ledger
 from taxi_bench.outcome import Outcome
@@ -88,6 +92,17 @@ async def run(context: Context, args) -> Outcome:
         elif kind == "error":
             outcome.counts[f"refused:{message['error'].get('code')}"] += 1
 
+    cancels: set[asyncio.Task] = set()
+
+    def cancel_when_made(pair: Pair, trip_id: asyncio.Future) -> None:
+        if trip_id.cancelled():
+            return
+        outcome.counts["late_requests_canceled"] += 1
+        cancel = {"type": "trip.cancel", "data": {"trip_id": trip_id.result()}}
+        task = asyncio.ensure_future(pair.rider.send(cancel))
+        cancels.add(task)
+        task.add_done_callback(cancels.discard)
+
     def at_driver(peer: Peer, message: dict, at: float) -> None:
         if message.get("type") == "error":
             outcome.counts[f"refused:{message['error'].get('code')}"] += 1
@@ -152,7 +167,8 @@ async def run(context: Context, args) -> Outcome:
                 if step == 1:
                     # Until the round's next step is due, at most.
                     trip_id = await asyncio.wait_for(
-                        rounds.trip_ids[(pair.number, round_)], timeout=period * 2
+                        asyncio.shield(rounds.trip_ids[(pair.number, round_)]),
+                        timeout=period * 2,
                     )
                     message = {"type": "trip.accept", "data": {"trip_id": trip_id}}
                 elif trip_id is None:
@@ -166,12 +182,17 @@ async def run(context: Context, args) -> Outcome:
                 await pair.driver.send(message)
             except TimeoutError:
                 outcome.counts["no_trip_to_accept"] += 1
+                made = rounds.trip_ids[(pair.number, round_)]
+                made.add_done_callback(partial(cancel_when_made, pair))
             except Exception as error:
                 outcome.counts[f"send_failed:{type(error).__name__}"] += 1
 
     await asyncio.gather(*(drive(index, pair) for index, pair in enumerate(pairs)))
     offered_until = start + whole_rounds * round_seconds
     await context.measured(outcome, ledger, start=start, end=offered_until, grace=args.grace)
+    for failure in await asyncio.gather(*cancels, return_exceptions=True):
+        if isinstance(failure, Exception):
+            outcome.counts[f"cancel_failed:{type(failure).__name__}"] += 1
     await asyncio.gather(*(pair.close() for pair in pairs))
     return outcome
 
