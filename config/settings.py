@@ -123,12 +123,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=0
         )
-    if env_bool("DATABASE_POOL", True):
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": env_int("DATABASE_POOL_MIN", 2),
-            "max_size": env_int("DATABASE_POOL_MAX", 20),
-            "timeout": 10,
-        }
+# Connections of the pool that sockets' database work keeps between calls
+# (`realtime.database.KeptConnections`); none without a pool.
+DATABASE_CONNECTIONS_KEPT = 0
+if DATABASES["default"]["ENGINE"] == "config.postgresql" and env_bool("DATABASE_POOL", True):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN", 2),
+        "max_size": env_int("DATABASE_POOL_MAX", 20),
+        "timeout": 10,
+    }
+    # Half the pool at most, so that HTTP requests always find the other half.
+    DATABASE_CONNECTIONS_KEPT = DATABASES["default"]["OPTIONS"]["pool"]["max_size"] // 2
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # HTTP requests a process runs at once, each on a thread of its own; more wait for a
 # turn. More threads than this only take turns at the GIL (docs/benchmarks.md).

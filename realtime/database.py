@@ -3,12 +3,96 @@
 import asyncio
 import contextvars
 import functools
+import threading
+import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, close_old_connections
+from django.core.signals import setting_changed
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.dispatch import receiver
 
+from config.hot_settings import hot_settings
 from realtime.delivery import jobs_collected, jobs_run
+
+# How long a kept connection serves calls before it goes back to the pool, whose rules
+# (its connections' lifetime, its checks of those given back) then apply to it.
+KEEP_SECONDS = 60.0
+
+
+class KeptConnections:
+    """Django connections that `db` keeps open between calls, each used by one call at
+    a time, on whichever thread runs it.
+
+    Without them each call made a connection object in its context, checked a
+    connection out of the pool, and gave it back: about 64 µs of CPU a call against 23
+    (docs/benchmarks.md, finding 84). At most DATABASE_CONNECTIONS_KEPT are kept (half
+    the pool), so that HTTP requests always find the pool's others; a call that finds
+    none kept makes one. A connection goes back to the pool instead of being kept when
+    its call left it failed or outside autocommit, when it has served KEEP_SECONDS, or
+    when as many are kept already.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        # (connection object, its database connection when kept, that one's end)
+        self._idle: list[tuple[BaseDatabaseWrapper, object, float]] = []
+        self._forgotten: list[BaseDatabaseWrapper] = []
+
+    def take(self) -> tuple[BaseDatabaseWrapper, object, float]:
+        """A connection for the calling context alone, installed as its default."""
+        with self._lock:
+            kept = self._idle.pop() if self._idle else None
+            forgotten, self._forgotten = self._forgotten, []
+        for wrapper in forgotten:
+            wrapper.close()
+        if kept is None:
+            wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+            # One call at a time, each on the thread the executor picks.
+            wrapper.inc_thread_sharing()
+            kept = (wrapper, None, 0.0)
+        connections[DEFAULT_DB_ALIAS] = kept[0]
+        return kept
+
+    def give_back(self, kept: tuple[BaseDatabaseWrapper, object, float]) -> None:
+        wrapper, connection, until = kept
+        now = time.monotonic()
+        if wrapper.connection is not connection:
+            until = now + KEEP_SECONDS  # connected in this call
+        # A transaction left open would make the next call's work part of it: such a
+        # connection object is not used again (Django would not reconnect it).
+        keep = not wrapper.in_atomic_block
+        if wrapper.connection is not None and (
+            not keep or wrapper.errors_occurred or not wrapper.autocommit or now >= until
+        ):
+            wrapper.close()
+        if keep:
+            with self._lock:
+                if len(self._idle) < hot_settings.DATABASE_CONNECTIONS_KEPT:
+                    self._idle.append((wrapper, wrapper.connection, until))
+                    return
+            wrapper.close()
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def forget(self) -> None:
+        """No call gets the connections kept so far: the next gives them back to the
+        pool (from its thread, where Django lets a connection close)."""
+        with self._lock:
+            self._forgotten += [wrapper for wrapper, _, _ in self._idle]
+            self._idle = []
+
+
+kept_connections = KeptConnections()
+
+
+@receiver(setting_changed)
+def _connections_changed(setting, **kwargs):
+    # Connections made for other settings (tests).
+    if setting in ("DATABASES", "TIME_ZONE", "USE_TZ", "DATABASE_CONNECTIONS_KEPT"):
+        kept_connections.forget()
 
 
 def db(function):
@@ -17,10 +101,11 @@ def db(function):
     writer at a time anyway, so there it all runs on one thread instead of failing on
     locks.
 
-    The connection goes back to the pool as soon as the work is done, from inside the
-    call: pool threads outlive the call, and one that kept its connection would hold
-    it until the process ends. What the work scheduled for after its commit (events to
-    deliver, offers to make) runs back on the event loop, before the call returns.
+    On PostgreSQL the work runs on a connection kept between calls (`KeptConnections`),
+    not one a thread keeps: the loop's threads outlive any call, and one that kept its
+    connection would hold it until the process ends. What the work scheduled for after
+    its commit (events to deliver, offers to make) runs back on the event loop, before
+    the call returns.
 
     The work runs in a copy of the caller's context that is dropped after it. Django
     keeps some objects per context (its cache clients, for one), and asgiref carries
@@ -30,22 +115,34 @@ def db(function):
 
     def run(*args, **kwargs):
         with jobs_collected() as jobs:
-            try:
-                return function(*args, **kwargs), jobs
-            finally:
-                close_old_connections()
+            return function(*args, **kwargs), jobs
+
+    def run_on_kept_connection(*args, **kwargs):
+        kept = kept_connections.take()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            kept_connections.give_back(kept)
+
+    def run_and_close(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        finally:
+            close_old_connections()
 
     @functools.wraps(function)
     async def call(*args, **kwargs):
         context = contextvars.copy_context()
         if _on_sqlite():
-            in_thread = database_sync_to_async(run, thread_sensitive=True, context=context)
+            in_thread = database_sync_to_async(
+                run_and_close, thread_sensitive=True, context=context
+            )
             result, jobs = await in_thread(*args, **kwargs)
         else:
-            # Straight onto the pool, not through asgiref and Channels: their hop (its
-            # bookkeeping, and stale connections closed before and after the work as
-            # well as by `run`) cost about 60 µs of CPU more a call (finding 74).
-            work = functools.partial(context.run, run, *args, **kwargs)
+            # Straight onto the loop's executor, not through asgiref and Channels: their
+            # hop (its bookkeeping, and stale connections closed before and after the
+            # work) cost about 60 µs of CPU more a call (finding 74).
+            work = functools.partial(context.run, run_on_kept_connection, *args, **kwargs)
             result, jobs = await asyncio.get_running_loop().run_in_executor(None, work)
         await jobs_run(jobs)
         return result

@@ -7,10 +7,11 @@ import threading
 import pytest
 from django.conf import settings
 from django.core.cache import cache, caches
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections, transaction
 
 from accounts.models import User
-from realtime.database import db
+from realtime import database
+from realtime.database import db, kept_connections
 from realtime.delivery import after_commit
 
 
@@ -41,42 +42,154 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
-def thread_s_connection_after(work):
-    """Run `work` and give back what it returned, with the thread it ran on and that
-    thread's connection object (Django keeps one a thread)."""
+def connection_of(work):
+    """Run `work` and give back what it returned, with the thread it ran on, and the
+    connection object and database connection it ran on."""
 
     def run():
-        return work(), threading.get_ident(), connections[DEFAULT_DB_ALIAS]
+        wrapper = connections[DEFAULT_DB_ALIAS]
+        return work(), threading.get_ident(), wrapper, wrapper.connection
 
     return run
 
 
+@pytest.fixture
+def kept(settings):
+    """The kept connections, none yet (a change of the setting gives them back)."""
+    settings.DATABASE_CONNECTIONS_KEPT = 10
+    assert len(kept_connections) == 0
+    return kept_connections
+
+
+def met_at_once(calls: int):
+    """Work that returns only once `calls` calls are in it together."""
+    all_in = threading.Barrier(calls, timeout=5)
+
+    def meet():
+        users_counted()
+        all_in.wait()
+
+    return meet
+
+
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-async def test_work_runs_off_the_loop_and_gives_its_connection_back(rider):
-    count, thread, connection = await db(thread_s_connection_after(users_counted))()
+async def test_work_runs_off_the_loop_on_a_connection_kept_for_the_next_call(rider, kept):
+    count, thread, wrapper, first = await db(connection_of(users_counted))()
+    *_, second = await db(connection_of(users_counted))()
 
     assert count == 1
     assert thread != threading.get_ident()
-    assert connection.connection is None  # back to the pool, not held by the thread
+    assert first is not None
+    assert second is first
+    assert wrapper.connection is first  # kept open, not given back
+    assert len(kept) == 1
 
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-async def test_failed_work_raises_in_the_caller_and_gives_its_connection_back(rider):
-    def fails():
-        users_counted()
-        raise LookupError("the work's own error")
+async def test_calls_at_once_never_share_a_connection(rider, kept):
+    meet = met_at_once(2)
+    (*_, one), (*_, other) = await asyncio.gather(
+        db(connection_of(meet))(), db(connection_of(meet))()
+    )
 
+    assert one is not other
+    assert len(kept) == 2
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_no_more_connections_are_kept_than_allowed(rider, kept, settings):
+    settings.DATABASE_CONNECTIONS_KEPT = 1
+    meet = met_at_once(2)
+
+    (_, _, one, _), (_, _, other, _) = await asyncio.gather(
+        db(connection_of(meet))(), db(connection_of(meet))()
+    )
+
+    assert len(kept) == 1
+    # The other went back to the pool.
+    assert sorted([one.connection is None, other.connection is None]) == [False, True]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_a_connection_whose_statement_failed_goes_back_to_the_pool(rider, kept):
+    failed_on = []
+
+    def fails():
+        failed_on.append(connections[DEFAULT_DB_ALIAS])
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(ProgrammingError):
+        await db(fails)()
+    assert failed_on[0].connection is None
+
+    count, *_ = await db(connection_of(users_counted))()
+    assert count == 1
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_a_connection_left_in_a_transaction_is_not_used_again(rider, kept):
+    left = []
+
+    def leaves_a_transaction_open():
+        transaction.atomic().__enter__()
+        users_counted()
+        left.append(connections[DEFAULT_DB_ALIAS])
+
+    await db(leaves_a_transaction_open)()
+    assert len(kept) == 0
+    assert left[0].connection is None  # given back to the pool, which rolls it back
+
+    count, _, next_one, _ = await db(connection_of(users_counted))()
+    assert next_one is not left[0]
+    assert count == 1
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_the_work_s_own_failure_keeps_its_connection(rider, kept):
     held = []
 
-    def run():
-        held.append(connections[DEFAULT_DB_ALIAS])
-        fails()
+    def fails():
+        users_counted()
+        held.append(connections[DEFAULT_DB_ALIAS].connection)
+        raise LookupError("the work's own error")
 
     with pytest.raises(LookupError, match="the work's own error"):
-        await db(run)()
-    assert held[0].connection is None
+        await db(fails)()
+    *_, next_one = await db(connection_of(users_counted))()
+
+    assert next_one is held[0] is not None
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_a_connection_kept_its_time_goes_back_to_the_pool(rider, kept, monkeypatch):
+    monkeypatch.setattr(database, "KEEP_SECONDS", 0.0)
+
+    _, _, wrapper, connection = await db(connection_of(users_counted))()
+
+    assert connection is not None
+    assert wrapper.connection is None
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_kept_connections_go_back_when_the_settings_change(rider, kept, settings):
+    _, _, before, _ = await db(connection_of(users_counted))()
+    assert before.connection is not None
+
+    settings.DATABASE_CONNECTIONS_KEPT = 5
+    assert len(kept) == 0
+    _, _, after, _ = await db(connection_of(users_counted))()
+
+    assert after is not before
+    assert before.connection is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -95,18 +208,3 @@ async def test_work_for_after_the_commit_runs_on_the_loop_before_the_call_return
 
     assert await db(change)() == "changed"
     assert ran_on == [threading.get_ident()]
-
-
-@postgresql_only
-@pytest.mark.django_db(transaction=True)
-async def test_calls_run_at_once_on_postgresql(rider):
-    # Each waits for the other: one queued behind the other breaks the barrier.
-    both = threading.Barrier(2, timeout=5)
-
-    def meet():
-        users_counted()
-        return both.wait()
-
-    arrivals = await asyncio.gather(db(meet)(), db(meet)())
-
-    assert sorted(arrivals) == [0, 1]
