@@ -42,9 +42,11 @@ class KeptConnections:
 
     def take(self) -> tuple[BaseDatabaseWrapper, object, float]:
         """A connection for the calling context alone, installed as its default."""
+        forgotten = ()
         with self._lock:
             kept = self._idle.pop() if self._idle else None
-            forgotten, self._forgotten = self._forgotten, []
+            if self._forgotten:
+                forgotten, self._forgotten = self._forgotten, []
         for wrapper in forgotten:
             wrapper.close()
         if kept is None:
