@@ -1,7 +1,7 @@
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -154,13 +154,18 @@ class Outbox(Generic[Item]):
     lives as long as its loop, so that no item costs a task of its own.
 
     `put` returns once the pipeline that carried its item has gone through, or raises
-    PipelineFailed. A sender that gives up while its item waits takes the item back;
-    once the item is out, it goes through with the others it travels with. An outbox
-    belongs to the event loop it is used on, as its lock and its task do (see `PerLoop`).
+    PipelineFailed. If `write` returns a list, one value for each item it was given (a
+    read's replies), `put` returns its item's; otherwise None. A sender that gives up
+    while its item waits takes the item back; once the item is out, it goes through
+    with the others it travels with. An outbox belongs to the event loop it is used on,
+    as its lock and its task do (see `PerLoop`).
     """
 
     def __init__(
-        self, write: Callable[[list[Item]], Awaitable[None]], *, lock: asyncio.Lock | None = None
+        self,
+        write: Callable[[list[Item]], Awaitable[list | None]],
+        *,
+        lock: asyncio.Lock | None = None,
     ):
         self._write = write
         # Shared with whatever else must not overlap a write (a subscription, say).
@@ -170,7 +175,7 @@ class Outbox(Generic[Item]):
         # What the writer waits on while nothing waits to be written.
         self._idle: asyncio.Future | None = None
 
-    async def put(self, item: Item) -> None:
+    async def put(self, item: Item) -> Any:
         written = asyncio.get_running_loop().create_future()
         self._waiting.append((item, written))
         if self._writer is None:
@@ -179,7 +184,7 @@ class Outbox(Generic[Item]):
             self._idle.set_result(None)
         # A sender cancelled here cancels `written`, which takes its item back unless
         # it is out already (see `_flush`).
-        await written
+        return await written
 
     async def _write_while_open(self) -> None:
         try:
@@ -201,15 +206,15 @@ class Outbox(Generic[Item]):
         if not batch:
             return
         try:
-            await self._write([item for item, _ in batch])
+            replies = await self._write([item for item, _ in batch])
         except BaseException as error:
             self._fail(batch, error)
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
-        for _, written in batch:
+        for index, (_, written) in enumerate(batch):
             if not written.done():
-                written.set_result(None)
+                written.set_result(None if replies is None else replies[index])
 
     @staticmethod
     def _fail(batch: list[tuple[Item, asyncio.Future]], error: BaseException) -> None:

@@ -60,6 +60,12 @@ class RedisLastPositions:
         self._outboxes = PerLoop(lambda: Outbox[tuple[str, str]](self._positions_set))
         # Only the loop's outbox writes with its writer, one batch at a time.
         self._writers = PerLoop(CommandWriter)
+        # Every socket of a user on a trip reads its trips' last positions as it opens:
+        # through redis-py's client, 160 µs of CPU a read with sockets opening 200 at
+        # a time, the most costly step of a handshake (docs/benchmarks.md, finding
+        # 85). Those asked for together go in one pipeline, as the positions kept do.
+        self._reads = PerLoop(lambda: Outbox[list[str]](self._positions_read))
+        self._readers = PerLoop(CommandWriter)
 
     @staticmethod
     def _key(trip_id: str) -> str:
@@ -78,8 +84,14 @@ class RedisLastPositions:
     async def positions_of(self, trip_ids: list[str]) -> dict[str, dict]:
         if not trip_ids:
             return {}
-        stored = await self._redis_clients.client().mget([self._key(t) for t in trip_ids])
+        stored = await self._reads.get().put(trip_ids)
         return {trip_id: json.loads(s) for trip_id, s in zip(trip_ids, stored, strict=True) if s}
+
+    async def _positions_read(self, asked: list[list[str]]) -> list[list]:
+        commands: list[Command] = [
+            (b"MGET", *(self._key(trip_id) for trip_id in trip_ids)) for trip_ids in asked
+        ]
+        return await self._readers.get().replies(self._redis_clients.client(), commands)
 
 
 last_positions = ProcessWide[LastPositions](redis=RedisLastPositions, memory=MemoryLastPositions)

@@ -136,3 +136,25 @@ async def test_a_writer_cut_off_fails_what_it_carried_and_what_waited_and_the_ne
     writes.release.set()
     await _settled(outbox.put("c"))
     assert writes.pipelines == [["a"], ["c"]]
+
+
+async def test_each_sender_gets_its_own_items_reply_when_the_write_gives_replies():
+    pipelines: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def read(items: list[str]) -> list[str]:
+        pipelines.append(items)
+        await release.wait()
+        return [item.upper() for item in items]
+
+    outbox = Outbox(read)
+    first = asyncio.create_task(outbox.put("a"))
+    await asyncio.sleep(0)  # "a" is out
+    queued = [asyncio.create_task(outbox.put(item)) for item in "bcd"]
+    await asyncio.sleep(0)
+
+    release.set()
+    replies = await _settled(asyncio.gather(first, *queued))
+
+    assert replies == ["A", "B", "C", "D"]
+    assert pipelines == [["a"], ["b", "c", "d"]]
