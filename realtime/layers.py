@@ -18,6 +18,14 @@ with a read of the connection's own, redis-py's read only after a failure (findi
 Each channel's messages wait in a `LeanQueue` (120 bytes) instead of an `asyncio.Queue`
 (3.3 KB): a channel is a socket (docs/benchmarks.md, finding 51).
 
+A socket's own channel (`new_channel`) is process-specific, as the Channels spec has
+it: its name is the process's (up to the `!`) and its own after. The process subscribes
+once to its name, and what is sent to any of its channels travels under that name with
+the channel's in front, so that any process may still send to any socket, in the order
+it sent. channels_redis subscribes a channel of its own to every socket, two
+subscriptions for every socket opened and two again as it closes, with its user's
+group (finding 86).
+
 This reaches into channels_redis 4.3 (its per-loop layers, their shards, channel queues
 and receiving task) and redis-py 8.1's hiredis parser and its reads, as pinned in
 requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves them.
@@ -26,6 +34,7 @@ requirements/base.txt; `realtime/tests/test_layers.py` fails if an upgrade moves
 import asyncio
 import itertools
 import logging
+import uuid
 
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
@@ -102,6 +111,17 @@ class PipelinedShardConnection(RedisSingleShardConnection):
                 logger.exception("Receiving from Redis failed.")
                 await asyncio.sleep(1)
 
+    def _receive_message(self, message):
+        # What was sent to one of the process's own channels comes under the process's
+        # name, with the channel's in front (see `PipelinedPubSubLoopLayer.send`).
+        if message is not None and message["channel"].endswith(b"!"):
+            channel, _, data = message["data"].partition(b" ")
+            queue = self.channel_layer.channels.get(channel.decode())
+            if queue is not None:
+                queue.put_nowait(data)
+            return
+        super()._receive_message(message)
+
     async def _bytes_read(self) -> bool:
         """Waits for the subscription's connection to bring bytes and gives them to its
         parser; False, having read nothing, if the connection is not open or fails.
@@ -149,11 +169,49 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._shards = [PipelinedShardConnection(shard.host, self) for shard in self._shards]
+        # This layer's part of its channels' names, and those of its names subscribed to.
+        self._process = uuid.uuid4().hex
+        self._process_names: set[str] = set()
 
     async def _subscribe_to_channel(self, channel):
         # As channels_redis's, with a lean queue.
         self.channels[channel] = LeanQueue()
         await self._get_shard(channel).subscribe(channel)
+
+    async def new_channel(self, prefix="specific."):
+        process_name = f"{self.prefix}{prefix}{self._process}!"
+        if process_name not in self._process_names:
+            await self._get_shard(process_name).subscribe(process_name)
+            self._process_names.add(process_name)
+        channel = f"{process_name}{uuid.uuid4().hex}"
+        self.channels[channel] = LeanQueue()
+        return channel
+
+    async def send(self, channel, message):
+        process_name, mark, _ = channel.partition("!")
+        if not mark:
+            return await super().send(channel, message)
+        data = channel.encode() + b" " + self.channel_layer.serialize(message)
+        await self._get_shard(process_name + mark).publish(process_name + mark, data)
+
+    async def receive(self, channel):
+        if "!" not in channel:
+            return await super().receive(channel)
+        queue = self.channels.get(channel)
+        if queue is None:
+            raise ValueError(f"The channel {channel} is not one of this process's.")
+        try:
+            data = await queue.get()
+        except (asyncio.CancelledError, TimeoutError, GeneratorExit):
+            # Its socket has ended (channels_redis's reading of a cancelled receive):
+            # nothing to unsubscribe from, only its queue to forget.
+            self.channels.pop(channel, None)
+            raise
+        return self.channel_layer.deserialize(data)
+
+    async def flush(self):
+        self._process_names = set()
+        await super().flush()
 
 
 class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):

@@ -59,7 +59,8 @@ async def test_a_channel_s_messages_wait_in_a_lean_queue():
     await layer.send(channel, {"type": "trip.event", "n": 1})
 
     assert type(layer._get_layer().channels[channel]) is LeanQueue
-    assert await layer.receive(channel) == {"type": "trip.event", "n": 1}
+    async with asyncio.timeout(5):
+        assert await layer.receive(channel) == {"type": "trip.event", "n": 1}
     await layer.flush()
 
 
@@ -78,13 +79,15 @@ async def test_the_layer_s_calls_reach_the_loop_s_layer_without_its_proxy(monkey
     await layer.group_add("riders.test", channel)
     await layer.group_send("riders.test", {"type": "x", "n": 1})
     await layer.send(channel, {"type": "x", "n": 2})
-    received = [(await layer.receive(channel))["n"] for _ in range(2)]
+    async with asyncio.timeout(5):
+        received = [(await layer.receive(channel))["n"] for _ in range(2)]
     await layer.group_discard("riders.test", channel)
     await layer.group_send("riders.test", {"type": "x", "n": 3})
     await layer.send(channel, {"type": "x", "n": 4})
 
     assert received == [1, 2]
-    assert (await layer.receive(channel))["n"] == 4  # 3 went to a group it had left
+    async with asyncio.timeout(5):
+        assert (await layer.receive(channel))["n"] == 4  # 3 went to a group it had left
     await layer.flush()
     assert proxied == []
 
@@ -169,17 +172,48 @@ async def test_an_error_read_among_messages_is_logged_and_the_messages_still_arr
     assert failure.exc_info[0] is ResponseError
 
 
-async def test_subscriptions_asked_at_once_go_in_fewer_commands_and_each_channel_hears(
-    monkeypatch,
-):
+@pytest.fixture
+def subscriptions(monkeypatch) -> list[tuple]:
+    """The channel names of every SUBSCRIBE the layer sends, a list for each command."""
     commands: list[tuple] = []
     execute_command = PubSub.execute_command
 
     async def counted(self, *args):
-        commands.append(args)
+        if args[0] == "SUBSCRIBE":
+            commands.append(args[1:])
         return await execute_command(self, *args)
 
     monkeypatch.setattr(PubSub, "execute_command", counted)
+    return commands
+
+
+async def test_subscriptions_asked_at_once_go_in_fewer_commands_and_each_group_hears(
+    subscriptions,
+):
+    layer = get_channel_layer()
+    try:
+        channels = await asyncio.gather(*(layer.new_channel() for _ in range(50)))
+        subscriptions.clear()
+        await asyncio.gather(
+            *(layer.group_add(f"user.{n}", channel) for n, channel in enumerate(channels))
+        )
+        for n in range(50):
+            await layer.group_send(f"user.{n}", {"type": "x", "n": n})
+
+        async with asyncio.timeout(5):
+            received = [(await layer.receive(channel))["n"] for channel in channels]
+
+        assert received == list(range(50))
+        groups = [layer._get_layer()._get_group_channel_name(f"user.{n}") for n in range(50)]
+        assert sorted(name for names in subscriptions for name in names) == sorted(groups)
+        assert len(subscriptions) < 50
+    finally:
+        await layer.flush()
+
+
+async def test_a_socket_s_channel_costs_no_subscription_and_hears_what_is_sent_to_it(
+    subscriptions,
+):
     layer = get_channel_layer()
     try:
         channels = await asyncio.gather(*(layer.new_channel() for _ in range(50)))
@@ -190,11 +224,49 @@ async def test_subscriptions_asked_at_once_go_in_fewer_commands_and_each_channel
             received = [(await layer.receive(channel))["n"] for channel in channels]
 
         assert received == list(range(50))
-        subscriptions = [args[1:] for args in commands if args[0] == "SUBSCRIBE"]
-        assert sorted(name for names in subscriptions for name in names) == sorted(channels)
-        assert len(subscriptions) < 50
+        # One subscription, to the process's name, for all of them.
+        (names,) = subscriptions
+        (process_name,) = names
+        assert all(channel.startswith(process_name) for channel in channels)
+        assert all(layer._get_layer().channels[channel].empty() for channel in channels)
     finally:
         await layer.flush()
+
+
+async def test_another_process_s_messages_to_a_socket_arrive_in_the_order_sent(settings, listener):
+    receiving, channel = listener
+    other = publishing_layer(settings, settings.REDIS_URL)
+    try:
+        for n in range(10):
+            if n % 2:
+                await other.send(channel, {"type": "x", "n": n})
+            else:
+                await other.group_send("published", {"type": "x", "n": n})
+
+        async with asyncio.timeout(5):
+            received = [(await receiving.receive(channel))["n"] for _ in range(10)]
+
+        assert received == list(range(10))
+    finally:
+        await other.flush()
+
+
+async def test_a_socket_s_channel_ended_is_forgotten_and_the_others_still_hear(listener):
+    layer, channel = listener
+    ended = await layer.new_channel()
+    receiving = asyncio.ensure_future(layer.receive(ended))
+    await asyncio.sleep(0)  # waiting for a message
+
+    receiving.cancel()
+    await asyncio.gather(receiving, return_exceptions=True)
+    await layer.send(ended, {"type": "x", "n": 1})
+    await layer.send(channel, {"type": "x", "n": 2})
+
+    async with asyncio.timeout(5):
+        assert await layer.receive(channel) == {"type": "x", "n": 2}
+    assert ended not in layer._get_layer().channels
+    with pytest.raises(ValueError):
+        await layer.receive(ended)
 
 
 async def test_a_group_left_and_joined_at_once_is_joined(listener):
