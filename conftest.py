@@ -144,17 +144,24 @@ PASSWORD = "correct-horse-battery"
 
 def threads_entered(monkeypatch) -> list:
     """What the running event loop hands to worker threads from now on, as it hands it
-    over: asgiref's hops and `realtime.database`'s both go through the loop's
-    `run_in_executor`."""
+    over: asgiref's hops go through the loop's `run_in_executor`, `realtime.database`'s
+    through its `worker_threads`."""
+    from realtime.database import worker_threads
+
     loop = asyncio.get_running_loop()
-    hand_over = loop.run_in_executor
+    hand_over, run = loop.run_in_executor, worker_threads.run
     entered = []
 
     def counted(executor, work, *args):
         entered.append(work)
         return hand_over(executor, work, *args)
 
+    def counted_run(work):
+        entered.append(work)
+        return run(work)
+
     monkeypatch.setattr(loop, "run_in_executor", counted)
+    monkeypatch.setattr(worker_threads, "run", counted_run)
     return entered
 
 

@@ -1,8 +1,11 @@
 """Database work from async code."""
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import os
+import queue
 import threading
 import time
 
@@ -90,6 +93,76 @@ class KeptConnections:
 kept_connections = KeptConnections()
 
 
+class WorkerThreads:
+    """The threads `db` runs its work on, shared by every event loop of the process.
+
+    asyncio's default executor hands each call over through a `concurrent.futures`
+    future (with a condition and a lock made for it), a work item, a semaphore of idle
+    threads written in Python, and an asyncio future chained to the first: about 30 µs
+    of CPU a call more than here, where the work goes on one queue with the loop's own
+    future, and its thread sets the result through the loop (docs/benchmarks.md,
+    finding 87). As many threads as asyncio's default executor would have start with
+    the first call and wait for work for the process's life.
+    """
+
+    def __init__(self, count: int):
+        self._count = count
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._started = False
+        self._starting = threading.Lock()
+
+    def run(self, work) -> asyncio.Future:
+        """`work()` on one of the threads, as a future of the running loop."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._work.put((loop, done, work))
+        if not self._started:
+            self._start()
+        return done
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._started:
+                return
+            for number in range(self._count):
+                # Daemons: a process ending does not wait for threads that wait for work.
+                name = f"db-{number}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+            self._started = True
+
+    def _serve(self) -> None:
+        # One call a turn, in a frame of its own, so that nothing of it is held while
+        # the thread waits for the next.
+        while True:
+            _carry_out(*self._work.get())
+
+
+def _carry_out(loop: asyncio.AbstractEventLoop, done: asyncio.Future, work) -> None:
+    if done.cancelled():
+        return  # its caller gave up before it started, as with an executor
+    try:
+        settle, outcome = _succeeded, work()
+    except BaseException as error:
+        settle, outcome = _failed, error
+    # A loop that has closed meanwhile refuses: nobody waits for the call any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle, done, outcome)
+
+
+def _succeeded(done: asyncio.Future, result) -> None:
+    if not done.done():
+        done.set_result(result)
+
+
+def _failed(done: asyncio.Future, error: BaseException) -> None:
+    if not done.done():
+        done.set_exception(error)
+
+
+# As many as asyncio's default executor starts.
+worker_threads = WorkerThreads(min(32, (os.cpu_count() or 1) + 4))
+
+
 @receiver(setting_changed)
 def _connections_changed(setting, **kwargs):
     # Connections made for other settings (tests).
@@ -98,8 +171,8 @@ def _connections_changed(setting, **kwargs):
 
 
 def db(function):
-    """ORM work off the event loop. On PostgreSQL it runs on the loop's thread pool, so
-    one socket's query never queues behind every other socket's; SQLite takes one
+    """ORM work off the event loop. On PostgreSQL it runs on `worker_threads`, so one
+    socket's query never queues behind every other socket's; SQLite takes one
     writer at a time anyway, so there it all runs on one thread instead of failing on
     locks.
 
@@ -141,11 +214,11 @@ def db(function):
             )
             result, jobs = await in_thread(*args, **kwargs)
         else:
-            # Straight onto the loop's executor, not through asgiref and Channels: their
-            # hop (its bookkeeping, and stale connections closed before and after the
-            # work) cost about 60 µs of CPU more a call (finding 74).
+            # Straight onto worker threads, not through asgiref and Channels: their hop
+            # (its bookkeeping, and stale connections closed before and after the work)
+            # cost about 60 µs of CPU more a call (finding 74).
             work = functools.partial(context.run, run_on_kept_connection, *args, **kwargs)
-            result, jobs = await asyncio.get_running_loop().run_in_executor(None, work)
+            result, jobs = await worker_threads.run(work)
         await jobs_run(jobs)
         return result
 

@@ -208,3 +208,94 @@ async def test_work_for_after_the_commit_runs_on_the_loop_before_the_call_return
 
     assert await db(change)() == "changed"
     assert ran_on == [threading.get_ident()]
+
+
+class Blocked:
+    """Work that waits on its thread until released; `started()` waits for the next
+    call of it to start."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.ran: list[int] = []
+        # How many calls were running at once, now and at most.
+        self.running = self.most_running = 0
+        self._counting = threading.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._started: asyncio.Queue[int] = asyncio.Queue()
+
+    def __call__(self) -> None:
+        with self._counting:
+            self.ran.append(threading.get_ident())
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        self._loop.call_soon_threadsafe(self._started.put_nowait, self.ran[-1])
+        assert self.release.wait(5)  # a test that goes wrong fails rather than hangs
+        with self._counting:
+            self.running -= 1
+
+    async def started(self) -> None:
+        async with asyncio.timeout(5):
+            await self._started.get()
+
+
+async def test_worker_threads_run_each_call_off_the_loop_and_hand_back_its_outcome():
+    threads = database.WorkerThreads(2)
+
+    def fails():
+        raise ProgrammingError("no such table")
+
+    assert await threads.run(threading.get_ident) != threading.get_ident()
+    assert await threads.run(lambda: "the result") == "the result"
+    with pytest.raises(ProgrammingError):
+        await threads.run(fails)
+
+
+async def test_worker_threads_run_as_many_calls_at_once_as_they_are_and_queue_the_rest():
+    threads, work = database.WorkerThreads(3), Blocked()
+    calls = [threads.run(work) for _ in range(5)]
+    for _ in range(3):
+        await work.started()
+
+    assert not any(call.done() for call in calls)
+    work.release.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(*calls)
+    assert len(work.ran) == 5 and len(set(work.ran)) == 3
+    assert work.most_running == 3
+
+
+async def test_a_call_given_up_before_its_work_started_never_runs():
+    threads, work = database.WorkerThreads(1), Blocked()
+    running = threads.run(work)
+    await work.started()
+    given_up = threads.run(work)
+
+    given_up.cancel()
+    work.release.set()
+    async with asyncio.timeout(5):
+        await running
+        # Queued behind the given-up call: once it is done, that one was passed over.
+        await threads.run(lambda: None)
+
+    assert len(work.ran) == 1
+
+
+def test_work_whose_loop_closed_meanwhile_leaves_its_thread_serving():
+    threads = database.WorkerThreads(1)
+    loop = asyncio.new_event_loop()
+
+    async def start():
+        work = Blocked()
+        threads.run(work)
+        await work.started()
+        return work
+
+    work = loop.run_until_complete(start())
+    loop.close()
+    work.release.set()
+
+    async def next_call():
+        async with asyncio.timeout(5):
+            return await threads.run(lambda: "served")
+
+    assert asyncio.run(next_call()) == "served"
