@@ -380,6 +380,11 @@ async def test_a_subscription_cut_off_is_made_again_and_its_messages_arrive(redi
     assert receiving.result()["type"] == "x"
     sockname = shard._pubsub.connection._writer.get_extra_info("sockname")[:2]
     assert sockname != (host, port)
+    # The process's own name is subscribed again too: its sockets still hear their own.
+    await layer.send(channel, {"type": "x", "n": "own"})
+    async with asyncio.timeout(5):
+        while (await layer.receive(channel))["n"] != "own":
+            pass  # what the group was sent while the subscription was made again
 
 
 async def test_a_publishing_connection_cut_off_fails_its_batch_and_the_next_goes_anew(
