@@ -340,6 +340,9 @@ class TripConsumer(AsyncWebsocketConsumer):
                 await self._positions_flush()  # of the trip before, if it did not end
                 self.driving, self.driving_rider = trip["id"], trip["rider"]["id"]
                 self.keep_after = 0.0  # the trip's first position is kept at once
+                # The accept took the driver out of the index as it committed
+                # (`dispatch.services.trip_offers_close`), but a position this socket
+                # read before hearing of the trip may have put them back.
                 await location_index().driver_remove(self.user.id)
         elif trip["id"] == self.driving:
             if trip["status"] == Trip.Status.REQUESTED:

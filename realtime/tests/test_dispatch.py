@@ -6,12 +6,16 @@ import time
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from dispatch.location_index import MemoryLocationIndex, RedisLocationIndex, location_index
 from dispatch.offers import MemoryOfferBook, RedisOfferBook, offer_book
 from dispatch.sweeper import searches_expire_due
+from realtime.delivery import user_group
 from trips import services
+from trips.events import TripEvent, trip_message, trip_payload
+from trips.selectors import trip_with_parties
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -287,6 +291,31 @@ async def test_a_driver_who_accepts_is_no_longer_found_by_dispatch(
     await sync_to_async(services.trip_accept)(trip_id=trip.id, driver=driver)
 
     assert await index.driver_position(driver.id) is None
+
+
+async def test_a_driver_s_socket_that_hears_of_their_trip_takes_them_out_of_dispatch(
+    back_end, dispatch_settings, online_driver, make_trip, rider
+):
+    """Whoever accepted (over REST, on another socket), the accept took the driver out
+    of the index as it committed; a position this socket read before it heard of the
+    trip may have put them back, so hearing of it takes them out again."""
+    socket = await online_driver(100)
+    driver_id = socket.snapshot["user"]["id"]
+    index = location_index()
+    assert await index.driver_position(driver_id) is not None  # as after such a position
+
+    def accepted_trip() -> dict:
+        trip = make_trip(rider, driver_id=driver_id, status="STARTED")  # accepted
+        return trip_payload(trip_with_parties(trip.id))
+
+    trip = await sync_to_async(accepted_trip)()
+    await get_channel_layer().group_send(
+        user_group(driver_id), trip_message(TripEvent.ACCEPTED, trip)
+    )
+
+    heard = await socket.receive()
+    assert heard["data"]["trip"]["id"] == trip["id"]
+    assert await index.driver_position(driver_id) is None
 
 
 async def test_a_driver_who_drops_out_is_not_offered_the_trip_again(
