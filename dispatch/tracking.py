@@ -61,9 +61,9 @@ class RedisLastPositions:
         # Only the loop's outbox writes with its writer, one batch at a time.
         self._writers = PerLoop(CommandWriter)
         # Every socket of a user on a trip reads its trips' last positions as it opens:
-        # through redis-py's client, 160 µs of CPU a read with sockets opening 200 at
-        # a time, the most costly step of a handshake (docs/benchmarks.md, finding
-        # 85). Those asked for together go in one pipeline, as the positions kept do.
+        # through redis-py's client, 120-170 µs of CPU a read with sockets opening 200
+        # at a time (docs/benchmarks.md, finding 85). Those asked for together go in
+        # one pipeline, as the positions kept do.
         self._reads = PerLoop(lambda: Outbox[list[str]](self._positions_read))
         self._readers = PerLoop(CommandWriter)
 

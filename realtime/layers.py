@@ -22,9 +22,9 @@ A socket's own channel (`new_channel`) is process-specific, as the Channels spec
 it: its name is the process's (up to the `!`) and its own after. The process subscribes
 once to its name, and what is sent to any of its channels travels under that name with
 the channel's in front, so that any process may still send to any socket, in the order
-it sent. channels_redis subscribes a channel of its own to every socket, two
-subscriptions for every socket opened and two again as it closes, with its user's
-group (finding 86).
+it sent. channels_redis subscribes each socket's channel on its own: with its user's
+group, two subscriptions for every socket opened and two more as it closes (finding
+86).
 
 This reaches into channels_redis 4.3 (its per-loop layers, their shards, channel queues
 and receiving task) and redis-py 8.1's hiredis parser and its reads, as pinned in
@@ -188,11 +188,11 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
         return channel
 
     async def send(self, channel, message):
-        process_name, mark, _ = channel.partition("!")
-        if not mark:
+        if "!" not in channel:
             return await super().send(channel, message)
+        process_name = channel[: channel.index("!") + 1]
         data = channel.encode() + b" " + self.channel_layer.serialize(message)
-        await self._get_shard(process_name + mark).publish(process_name + mark, data)
+        await self._get_shard(process_name).publish(process_name, data)
 
     async def receive(self, channel):
         if "!" not in channel:
