@@ -94,11 +94,11 @@ async def run(context: Context, args) -> Outcome:
 
     cancels: set[asyncio.Task] = set()
 
-    def cancel_when_made(pair: Pair, trip_id: asyncio.Future) -> None:
-        if trip_id.cancelled():
+    def cancel_when_made(pair: Pair, made: asyncio.Future) -> None:
+        if made.cancelled():
             return
         outcome.counts["late_requests_canceled"] += 1
-        cancel = {"type": "trip.cancel", "data": {"trip_id": trip_id.result()}}
+        cancel = {"type": "trip.cancel", "data": {"trip_id": made.result()}}
         task = asyncio.ensure_future(pair.rider.send(cancel))
         cancels.add(task)
         task.add_done_callback(cancels.discard)
