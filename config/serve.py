@@ -17,7 +17,7 @@ from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from config.logging import QUIET_SOCKETS
-from config.websocket import WebSocketProtocol
+from config.websocket import HttpProtocol, WebSocketProtocol
 
 
 def worker_count() -> int:
@@ -93,7 +93,8 @@ def uvicorn_options() -> dict:
     """How taxi runs uvicorn, whatever the number of workers."""
     return dict(
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol, handing a socket's handshake on as it parsed it.
+        http=HttpProtocol,
         # uvicorn's "websockets-sansio", holding less for each socket.
         ws=WebSocketProtocol,
         # Per-message deflate costs ~100 KB of zlib state per socket; positions and trip

@@ -17,15 +17,24 @@ in the same turn of the event loop (taxi's snapshot): one write to the socket wh
 uvicorn makes one a message, for the server and for the client that reads it
 (docs/benchmarks.md, finding 56).
 
+And it takes the handshake's request as uvicorn's HTTP protocol parsed it
+(`HttpProtocol`), where uvicorn writes the request out again for `websockets` to parse
+line by line (finding 89).
+
 This relies on uvicorn 0.54's attributes of that protocol, as pinned in
 requirements/base.txt; `config/tests/test_websocket.py` fails if an upgrade moves them.
 """
 
 import asyncio
 import logging
+import re
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
+from websockets.protocol import Protocol
 
 from config.lean_asyncio import LeanEvent, LeanQueue
 from config.logging import QUIET_SOCKETS
@@ -68,6 +77,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # still logged.
             self.logger = self.conn.logger = logging.getLogger(QUIET_SOCKETS)
 
+    def request_received(self, request: Request) -> None:
+        """The handshake's request, parsed already (`handshake_request`): what follows
+        it on the connection is frames, as `websockets`' parser would go on to read."""
+        self.conn.parser = Protocol.parse(self.conn)
+        next(self.conn.parser)
+        self.handle_connect(request)
+
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
         # The scope has what the request carried, and the response made from it is all
@@ -92,3 +108,68 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def _writes_release(self, held: HeldWrites) -> None:
         self.transport = held.transport
         held.release()
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol (httptools), handing a WebSocket handshake's request to
+    the socket's protocol as httptools parsed it.
+
+    uvicorn writes the parsed request out again for `websockets` to parse, line by line
+    in Python: 15 to 40 µs of the 190 to 250 µs of CPU from the request's bytes to the
+    application's call (docs/benchmarks.md, finding 89). A request that `websockets`'
+    parser would refuse, or might, still goes to it that way, to be refused as before.
+    """
+
+    def handle_websocket_upgrade(self) -> None:
+        request = handshake_request(self.scope["method"], self.url, self.scope["headers"])
+        if request is None:
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        protocol = self.ws_protocol_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        protocol.request_received(request)
+        self.transport.set_protocol(protocol)
+
+
+# What `websockets` allows in a header's name and in its value (RFC 9110), as its parser
+# checks them.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# What uvicorn writes around the target, and around a header's name and value, in a
+# line that `websockets` reads up to MAX_LINE_LENGTH bytes of.
+_REQUEST_LINE_EXTRA = len("GET  HTTP/1.1\r\n")
+_HEADER_LINE_EXTRA = len(": \r\n")
+
+
+def handshake_request(
+    method: str, target: bytes, headers: list[tuple[bytes, bytes]]
+) -> Request | None:
+    """The request `websockets` would parse from the bytes uvicorn writes for it
+    (`target` and `headers` as httptools gave them, the names in lower case); None for
+    one its parser would refuse, or might: more or longer lines than it takes, a name
+    or value it does not, a path that is not ASCII, a body."""
+    if (
+        method != "GET"
+        or len(target) + _REQUEST_LINE_EXTRA > MAX_LINE_LENGTH
+        or not target.isascii()
+        or len(headers) > MAX_NUM_HEADERS
+    ):
+        return None
+    names = [name for name, _ in headers]
+    values = [value.strip(b" \t") for _, value in headers]
+    if (
+        not _TOKEN.fullmatch(b"".join(names))
+        or not _VALUE.fullmatch(b"".join(values))
+        or b"transfer-encoding" in names
+        or any(len(name + value) + _HEADER_LINE_EXTRA > MAX_LINE_LENGTH for name, value in headers)
+    ):
+        return None
+    parsed = Headers()
+    for name, value in zip(names, values, strict=True):
+        parsed[name.decode("ascii")] = value.decode("latin-1")
+    if not set(parsed.get_all("content-length")) <= {"0"}:
+        return None
+    return Request(target.decode("ascii"), parsed)

@@ -12,9 +12,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
+from websockets.streams import StreamReader
 
 from config.serve import log_config
-from config.websocket import HeldWrites, WebSocketProtocol
+from config.websocket import HeldWrites, HttpProtocol, WebSocketProtocol, handshake_request
 
 
 class Recorded(WebSocketProtocol):
@@ -41,16 +43,17 @@ async def echo(scope, receive, send):
 
 
 @contextlib.asynccontextmanager
-async def served(app, protocol, **settings):
-    """`app` served as uvicorn serves it, with `protocol` for its sockets: the port, and
-    uvicorn's state of the server."""
+async def served(app, protocol, http=HttpProtocol, **settings):
+    """`app` served as taxi has uvicorn serve it, with `protocol` for its sockets (and
+    `http` for the requests that open them): the port, and uvicorn's state of the
+    server."""
     settings = {"log_level": "warning", **settings}
-    config = uvicorn.Config(app, http="httptools", ws=protocol, lifespan="off", **settings)
+    config = uvicorn.Config(app, http=http, ws=protocol, lifespan="off", **settings)
     config.load()
     state = ServerState()
     # As uvicorn serves: HTTP first, which hands the upgrade to the WebSocket protocol.
     listener = await asyncio.get_running_loop().create_server(
-        lambda: HttpToolsProtocol(config=config, server_state=state, app_state={}),
+        lambda: http(config=config, server_state=state, app_state={}),
         "127.0.0.1",
         0,
     )
@@ -81,6 +84,171 @@ async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_even
             assert asyncio.Queue not in kept
             assert asyncio.Event not in kept
         await asyncio.gather(*state.tasks)  # the application saw the close and ended
+
+
+def scope_noted(scopes: list[dict]):
+    """Notes the scope the application is called with, then echoes as `echo` does."""
+
+    async def app(scope, receive, send):
+        scopes.append({**scope, "headers": list(scope["headers"])})
+        await echo(scope, receive, send)
+
+    return app
+
+
+async def open_and_talk(port: int, state: ServerState) -> None:
+    async with connect(
+        f"ws://127.0.0.1:{port}/taxi/?token=t%C3%A9&x=1",
+        subprotocols=["taxi.v1", "course"],
+        additional_headers={"X-Rider": "17", "Origin": "http://127.0.0.1"},
+    ) as client:
+        await client.send("pick-up")
+        assert await client.recv() == "PICK-UP"
+    await asyncio.gather(*state.tasks)
+
+
+class FedBytes(WebSocketProtocol):
+    """Notes the bytes handed to it to parse."""
+
+    fed: list[bytes] = []
+    first = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.fed.append(data)
+        self.first.set()
+        super().data_received(data)
+
+
+def comparable(scope: dict) -> dict:
+    """The scope without what differs from one server or socket to the next: ports, the
+    client's random key, the state's copy."""
+    differ = (b"host", b"sec-websocket-key")
+    headers = [(name, b"" if name in differ else value) for name, value in scope["headers"]]
+    return {
+        **{key: value for key, value in scope.items() if key not in ("client", "server", "state")},
+        "headers": headers,
+    }
+
+
+async def test_a_handshake_is_taken_as_httptools_parsed_it_into_the_same_scope():
+    FedBytes.fed.clear()
+    scopes: list[dict] = []
+    async with served(scope_noted(scopes), FedBytes, http=HttpToolsProtocol) as served_:
+        await open_and_talk(*served_)
+    assert FedBytes.fed[0].startswith(b"GET /taxi/?token=")  # uvicorn's: the request again
+    FedBytes.fed.clear()
+
+    async with served(scope_noted(scopes), FedBytes) as served_:
+        await open_and_talk(*served_)
+
+    assert FedBytes.fed and not any(data.startswith(b"GET ") for data in FedBytes.fed)
+    by_uvicorn, taken = map(comparable, scopes)
+    assert taken == by_uvicorn
+    assert taken["query_string"] == b"token=t%C3%A9&x=1"
+    assert taken["subprotocols"] == ["taxi.v1", "course"]
+
+
+async def test_a_handshake_request_websockets_might_refuse_goes_to_it_as_uvicorn_writes_it():
+    FedBytes.fed.clear()
+    FedBytes.first = asyncio.Event()
+    too_many = [(f"x-{number}".encode(), b"1") for number in range(MAX_NUM_HEADERS)]
+    request = uvicorn_writes(b"/", HANDSHAKE + too_many)
+    async with served(echo, FedBytes) as (port, state):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        async with asyncio.timeout(5):
+            await FedBytes.first.wait()
+        writer.close()
+
+    assert FedBytes.fed == [request]
+    assert state.tasks == set()  # `websockets` refused it: no application was called
+
+
+def uvicorn_writes(target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The request as uvicorn writes it out for `websockets` to parse."""
+    lines = [b"GET " + target + b" HTTP/1.1"] + [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def websockets_parse(data: bytes) -> Request:
+    reader = StreamReader()
+    reader.feed_data(data)
+    parsing = Request.parse(reader.read_line)
+    with pytest.raises(StopIteration) as parsed:
+        next(parsing)
+    return parsed.value.value
+
+
+HANDSHAKE = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"upgrade", b"websocket"),
+    (b"connection", b"Upgrade"),
+    (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"sec-websocket-version", b"13"),
+]
+
+
+@pytest.mark.parametrize(
+    "target, headers",
+    [
+        (b"/taxi/?token=abc", HANDSHAKE),
+        (b"/", [*HANDSHAKE, (b"sec-websocket-protocol", b" taxi.v1 \t"), (b"x-note", b"caf\xe9")]),
+        (b"/", [*HANDSHAKE, (b"sec-websocket-protocol", b"a"), (b"sec-websocket-protocol", b"b")]),
+        (b"/", [*HANDSHAKE, (b"content-length", b"0")]),
+        (b"/" + b"a" * (MAX_LINE_LENGTH - len("GET / HTTP/1.1\r\n")), HANDSHAKE),
+        (b"/", [*HANDSHAKE, (b"x-long", b"a" * (MAX_LINE_LENGTH - len("x-long: \r\n")))]),
+        (b"/", HANDSHAKE + [(f"x-{number}".encode(), b"1") for number in range(123)]),
+    ],
+    ids=[
+        "plain",
+        "spaces, tabs, latin-1",
+        "repeated",
+        "no body",
+        "longest line",
+        "longest header",
+        "most headers",
+    ],
+)
+def test_a_handshake_request_is_what_websockets_parses_from_uvicorn_s_bytes(target, headers):
+    taken = handshake_request("GET", target, headers)
+
+    parsed = websockets_parse(uvicorn_writes(target, headers))
+    assert (taken.method, taken.protocol) == (parsed.method, parsed.protocol)
+    assert taken.path == parsed.path
+    assert list(taken.headers.raw_items()) == list(parsed.headers.raw_items())
+
+
+@pytest.mark.parametrize(
+    "method, target, headers",
+    [
+        ("POST", b"/", HANDSHAKE),
+        ("GET", b"/" + b"a" * (MAX_LINE_LENGTH - len("GET / HTTP/1.1\r\n") + 1), HANDSHAKE),
+        (
+            "GET",
+            b"/",
+            [*HANDSHAKE, (b"x-long", b"a" * (MAX_LINE_LENGTH - len("x-long: \r\n")) + b"a")],
+        ),
+        ("GET", b"/", HANDSHAKE + [(f"x-{number}".encode(), b"1") for number in range(124)]),
+        ("GET", b"/caf\xc3\xa9", HANDSHAKE),
+        ("GET", b"/", [*HANDSHAKE, (b"x-note", b"a\x7fb")]),
+        ("GET", b"/", [*HANDSHAKE, (b"x(note)", b"1")]),
+        ("GET", b"/", [*HANDSHAKE, (b"transfer-encoding", b"chunked")]),
+        ("GET", b"/", [*HANDSHAKE, (b"content-length", b"5")]),
+    ],
+    ids=[
+        "not a GET",
+        "line too long",
+        "header too long",
+        "too many headers",
+        "path not ASCII",
+        "a control in a value",
+        "not a name",
+        "a coded body",
+        "a body",
+    ],
+)
+def test_a_handshake_request_websockets_might_refuse_is_left_to_it(method, target, headers):
+    assert handshake_request(method, target, headers) is None
 
 
 class Written(WebSocketProtocol):
