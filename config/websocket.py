@@ -21,7 +21,8 @@ And it takes the handshake's request as uvicorn's HTTP protocol parsed it
 (`HttpProtocol`), where uvicorn writes the request out again for `websockets` to parse
 line by line (finding 89).
 
-This relies on uvicorn 0.54's attributes of that protocol, as pinned in
+This relies on uvicorn 0.54's attributes of that protocol and of its httptools one, and
+on `websockets` 17's parser of a connection (`parser`, `Protocol.parse`), as pinned in
 requirements/base.txt; `config/tests/test_websocket.py` fails if an upgrade moves them.
 """
 
@@ -149,8 +150,8 @@ def handshake_request(
 ) -> Request | None:
     """The request `websockets` would parse from the bytes uvicorn writes for it
     (`target` and `headers` as httptools gave them, the names in lower case); None for
-    one its parser would refuse, or might: more or longer lines than it takes, a name
-    or value it does not, a path that is not ASCII, a body."""
+    one its parser would refuse, or might: not a `GET`, more or longer lines than it
+    takes, a name or value it does not, a path that is not ASCII, a body."""
     if (
         method != "GET"
         or len(target) + _REQUEST_LINE_EXTRA > MAX_LINE_LENGTH
