@@ -3,6 +3,8 @@ real sockets, and frame by frame against bytes a test writes (a server that brea
 protocol on purpose)."""
 
 import asyncio
+import ipaddress
+import sys
 import zlib
 from http import HTTPStatus
 
@@ -106,6 +108,22 @@ async def test_messages_before_listening_wait_for_it_in_order(server):
     client.listen(inbox)
     assert await inbox.count(2) == [b"two", b"three"]
     await client.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's loopback takes every 127.x")
+async def test_sockets_to_a_loopback_server_come_from_loopback_addresses_in_turn(server):
+    async def address(connection):
+        await connection.send(connection.remote_address[0])
+        await connection.wait_closed()
+
+    url = await server(address)
+    clients = [await open_websocket(url) for _ in range(3)]
+    sources = [(await client.recv())[0].decode() for client in clients]
+    assert len(set(sources)) == 3
+    assert all(ipaddress.ip_address(source).is_loopback for source in sources)
+    assert "127.0.0.1" not in sources
+    for client in clients:
+        await client.close()
 
 
 async def test_the_servers_ping_is_answered(server):
