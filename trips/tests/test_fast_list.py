@@ -22,9 +22,19 @@ HOST = (b"host", b"testserver")
 # Of every kind a listed trip shows: parties or none, places or none, a distance, text
 # beyond ASCII (and a line separator, which DRF's renderer escapes).
 TRIPS = [
-    {"status": Trip.Status.COMPLETED, "distance_m": 1234.5, "pick_up_lat": 52.52},
+    {
+        "status": Trip.Status.COMPLETED,
+        "distance_m": 1234.5,
+        "pick_up_lat": 52.52,
+        "pick_up_lng": 13.4,
+    },
     {"status": Trip.Status.CANCELED, "cancel_reason": "Ça\u2028ne va pas"},
-    {"status": Trip.Status.COMPLETED, "pick_up_address": "Straße 1", "pick_up_lng": 13.4},
+    {
+        "status": Trip.Status.COMPLETED,
+        "pick_up_address": "Straße 1",
+        "drop_off_lat": 52.5,
+        "drop_off_lng": 13.38,
+    },
     {"status": Trip.Status.STARTED},
 ]
 
