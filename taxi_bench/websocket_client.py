@@ -325,10 +325,11 @@ class WebSocketClient(asyncio.Protocol):
         for message, at in inbox:
             self._handler(message, at)
 
-    def send(self, text: str) -> None:
+    def send(self, text: str | bytes) -> None:
+        """Send a text message: `text`, or its UTF-8 bytes."""
         if self.closing:
             raise SocketClosed(f"the socket is closing (code {self.close_code})")
-        self._frame_write(TEXT, text.encode())
+        self._frame_write(TEXT, text.encode() if isinstance(text, str) else text)
 
     async def close(self, code: int = NORMAL_CLOSURE, timeout: float = 5.0) -> None:
         """The closing handshake, then the server closes the connection; after

@@ -70,6 +70,19 @@ async def test_messages_of_every_length_go_both_ways(server):
     await client.close()
 
 
+async def test_a_message_given_as_utf_8_bytes_goes_as_that_text(server):
+    received = asyncio.get_running_loop().create_future()
+
+    async def note(connection):
+        received.set_result(await connection.recv())
+        await connection.wait_closed()
+
+    client = await open_websocket(await server(note))
+    client.send("ü🚕 {}".encode())
+    assert await asyncio.wait_for(received, 5) == "ü🚕 {}"
+    await client.close()
+
+
 async def test_the_handshake_sends_the_path_and_query(server):
     seen = asyncio.get_running_loop().create_future()
 

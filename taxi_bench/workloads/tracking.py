@@ -15,6 +15,7 @@ The raw relay workload (`relay`) drives `taxi_bench.relay` with this same engine
 """
 
 import asyncio
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -54,8 +55,14 @@ def timestamp(ms: int) -> str:
     """ISO 8601 in UTC with milliseconds, as apps send device time; built from whole
     milliseconds so that it reads back as exactly the same number."""
     seconds, millis = divmod(ms, 1000)
-    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
-    return moment.isoformat(timespec="milliseconds")
+    return f"{_second(seconds)}.{millis:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    """A whole second as ISO 8601 in UTC: the positions of the same second, sent by
+    every driver, share it (0.9 µs a timestamp instead of 3.3; finding 92)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def wall_ms(value) -> int | None:
