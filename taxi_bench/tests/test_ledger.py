@@ -1,4 +1,7 @@
 import asyncio
+import time
+
+import pytest
 
 from taxi_bench.latency import LatencyRecorder
 from taxi_bench.ledger import Ledger
@@ -68,6 +71,54 @@ def test_a_timeline_is_bounded_by_its_end_and_its_count():
     assert Timeline(start=0.0, period=1.0, end=100.0, count=2).times() == [0.0, 1.0]
     assert Timeline(start=0.0, period=1.0, end=3.0, offset=0.5).times() == [0.5, 1.5, 2.5]
     assert Timeline(start=0.0, period=1.0, end=0.5, offset=0.5).times() == []
+
+
+def soon(count: int, period: float = 0.01) -> Timeline:
+    """`count` times `period` apart, from now."""
+    start = time.monotonic()
+    return Timeline(start=start, period=period, end=start + count * period)
+
+
+async def test_a_timeline_calls_each_time_once_it_has_come_then_is_done():
+    timeline, calls = soon(5), []
+    await asyncio.wait_for(timeline.each(lambda n, at: calls.append((n, at, time.monotonic()))), 5)
+    assert [(n, at) for n, at, _ in calls] == list(enumerate(timeline.times()))
+    assert all(called >= at for _, at, called in calls)
+
+
+async def test_a_timeline_with_no_times_is_done_at_once():
+    empty = Timeline(start=0.0, period=1.0, end=0.0)
+    assert empty.each(lambda n, at: pytest.fail("called")).done()
+
+
+async def test_a_call_that_raises_ends_a_timeline_with_its_error():
+    calls = []
+
+    def call(n: int, at: float) -> None:
+        calls.append(n)
+        if n == 1:
+            raise ConnectionError("gone")
+
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(soon(5).each(call), 5)
+    after = soon(6).each(lambda n, at: None)  # ends after the failed one's last time
+    await asyncio.wait_for(after, 5)
+    assert calls == [0, 1]
+
+
+async def test_a_cancelled_timeline_calls_no_more():
+    calls = []
+
+    def call(n: int, at: float) -> None:
+        calls.append(n)
+        if n == 1:
+            done.cancel()
+
+    done = soon(5).each(call)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(done, 5)
+    await asyncio.wait_for(soon(6).each(lambda n, at: None), 5)
+    assert calls == [0, 1]
 
 
 def test_senders_sharing_a_period_are_spread_evenly():

@@ -153,17 +153,20 @@ async def drive_positions(
     period = 1 / args.rate
     end = min(start + args.duration, context.deadline - args.grace)
 
-    async def drive(index: int, sender: Sender) -> None:
+    def drive(index: int, sender: Sender) -> asyncio.Future[None]:
         route = Driving.for_driver(sender.number)
-        timeline = Timeline(start, period, end, offset=staggered(index, len(senders), period))
-        async for _, scheduled_at in timeline.ticks():
+
+        def send(_: int, scheduled_at: float) -> None:
             ms = round((wall_at_start + scheduled_at - start) * 1000)
             lat, lng = route.position(scheduled_at - start)
             ledger.expect((sender.driver_id, ms), scheduled_at, "position")
             try:
-                await sender.driver.send(location_message(lat, lng, ms))
+                sender.driver.send_now(location_message(lat, lng, ms))
             except Exception:
                 outcome.counts["send_failed"] += 1
+
+        timeline = Timeline(start, period, end, offset=staggered(index, len(senders), period))
+        return timeline.each(send)
 
     await asyncio.gather(*(drive(index, sender) for index, sender in enumerate(senders)))
     await context.measured(outcome, ledger, start=start, end=end, grace=args.grace)
