@@ -162,7 +162,9 @@ def handshake_request(
     names = [name for name, _ in headers]
     values = [value.strip(b" \t") for _, value in headers]
     if (
-        not _TOKEN.fullmatch(b"".join(names))
+        # The names joined, one match for all of them; an empty one joins unseen.
+        b"" in names
+        or not _TOKEN.fullmatch(b"".join(names))
         or not _VALUE.fullmatch(b"".join(values))
         or b"transfer-encoding" in names
         or any(len(name + value) + _HEADER_LINE_EXTRA > MAX_LINE_LENGTH for name, value in headers)
