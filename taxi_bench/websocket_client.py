@@ -417,9 +417,14 @@ async def open_websocket(
         else:
             sock = await _connected_from(next(LOOPBACK_SOURCES), (address, port))
             where = {"sock": sock, "server_hostname": parts.hostname if secure else None}
-        _, client = await loop.create_connection(
-            protocol, ssl=ssl.create_default_context() if secure else None, **where
-        )
+        try:
+            _, client = await loop.create_connection(
+                protocol, ssl=ssl.create_default_context() if secure else None, **where
+            )
+        except BaseException:
+            if "sock" in where:
+                where["sock"].close()
+            raise
         try:
             await client.opened()
         except BaseException:
