@@ -67,7 +67,12 @@ class TestServiceRules:
 
     def test_the_trip_a_request_returns_is_the_row_it_stored(self, rider):
         fields = Trip._meta.concrete_fields
-        coordinates = {"pick_up_lat": 52.5, "pick_up_lng": 13.4}
+        coordinates = {
+            "pick_up_lat": 52.5,
+            "pick_up_lng": 13.4,
+            "drop_off_lat": 52.6,
+            "drop_off_lng": 13.5,
+        }
 
         trip, _ = services.trip_request(rider=rider, **REQUEST, **coordinates, request_id="r-1")
 
