@@ -7,6 +7,7 @@ PostgreSQL or Redis fails the run instead: CI must never pass by skipping.
 """
 
 import asyncio
+import gc
 import os
 import secrets
 import sys
@@ -163,6 +164,16 @@ def threads_entered(monkeypatch) -> list:
     monkeypatch.setattr(loop, "run_in_executor", counted)
     monkeypatch.setattr(worker_threads, "run", counted_run)
     return entered
+
+
+@pytest.fixture
+def no_collector():
+    """Automatic garbage collection off for the test: what it sees freed was freed by
+    its last reference going, not by the collector."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
 
 
 @pytest.fixture

@@ -52,7 +52,16 @@ class User(AbstractUser):
 
     @property
     def photo_url(self) -> str | None:
-        return photo_url(self.photo.name)
+        # Read as stored, not through `self.photo`: that makes the field's file object,
+        # which refers back to this user, and keeps it on the user, a reference cycle
+        # that only the garbage collector frees. Every user read for a socket or an
+        # event would wait for a collection, and make each one longer
+        # (docs/benchmarks.md, finding 93).
+        try:
+            stored = vars(self)["photo"]
+        except KeyError:  # left out of the read that made this user: read now
+            stored = self.photo
+        return photo_url(getattr(stored, "name", stored))  # a file, or the name as stored
 
 
 def photo_url(name: str | None) -> str | None:
