@@ -133,6 +133,11 @@ class HttpProtocol(HttpToolsProtocol):
         protocol.connection_made(self.transport)
         protocol.request_received(request)
         self.transport.set_protocol(protocol)
+        # The socket's protocol has the connection now. This one's parser holds its bound
+        # methods to call back: a reference cycle that would leave this protocol, its
+        # parser and its request's headers to the garbage collector, for every socket
+        # opened (docs/benchmarks.md, finding 93).
+        self.parser = None
 
 
 # What `websockets` allows in a header's name and in its value (RFC 9110), as its parser

@@ -86,6 +86,34 @@ async def test_a_socket_keeps_neither_its_handshake_nor_asyncio_s_queue_and_even
         await asyncio.gather(*state.tasks)  # the application saw the close and ended
 
 
+class NotedHttp(HttpProtocol):
+    """Notes (weakly) each HTTP protocol made: one for each socket, its handshake's."""
+
+    made: list[weakref.ref] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.made.append(weakref.ref(self))
+
+
+async def test_the_http_protocol_that_opened_a_socket_is_freed_without_the_collector(
+    no_collector,
+):
+    NotedHttp.made.clear()
+    async with served(echo, WebSocketProtocol, http=NotedHttp) as (port, state):
+        async with connect(
+            f"ws://127.0.0.1:{port}/",
+            subprotocols=["taxi.v1"],
+            additional_headers={"X-Rider": "17"},
+        ) as client:
+            await client.send("pick-up")
+            assert await client.recv() == "PICK-UP"
+
+            (opened_by,) = NotedHttp.made
+            assert opened_by() is None
+        await asyncio.gather(*state.tasks)
+
+
 def scope_noted(scopes: list[dict]):
     """Notes the scope the application is called with, then echoes as `echo` does."""
 
