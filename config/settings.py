@@ -138,6 +138,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # HTTP requests a process runs at once, each on a thread of its own; more wait for a
 # turn. More threads than this only take turns at the GIL (docs/benchmarks.md).
 REQUEST_THREADS = env_int("REQUEST_THREADS", 4)
+# Threads for sockets' database calls (`realtime.database.worker_threads`). A call
+# waits for PostgreSQL, for a core and for the GIL many times as long as it computes
+# (8-11 ms against 0.6 ms in a busy hour), so a process needs many at once: as many as
+# the pool can give a connection while HTTP's request threads hold theirs
+# (docs/benchmarks.md, finding 94). Without a pool, as many as asyncio's executor.
+DATABASE_THREADS = env_int(
+    "DATABASE_THREADS",
+    max(DATABASES["default"]["OPTIONS"]["pool"]["max_size"] - REQUEST_THREADS, 1)
+    if DATABASE_CONNECTIONS_KEPT
+    else min(32, (os.cpu_count() or 1) + 4),
+)
 
 # --- Redis: channel layer and cache --------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

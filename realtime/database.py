@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import os
 import queue
 import threading
 import time
@@ -101,12 +100,12 @@ class WorkerThreads:
     threads written in Python, and an asyncio future chained to the first: about 30 µs
     of CPU a call more than here, where the work goes on one queue with the loop's own
     future, and its thread sets the result through the loop (docs/benchmarks.md,
-    finding 87). As many threads as asyncio's default executor would have start with
-    the first call and wait for work for the process's life.
+    finding 87). Its threads (DATABASE_THREADS) start with the first call and wait for
+    work for the process's life.
     """
 
     def __init__(self, count: int):
-        self._count = count
+        self.count = count
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._started = False
         self._starting = threading.Lock()
@@ -124,7 +123,7 @@ class WorkerThreads:
         with self._starting:
             if self._started:
                 return
-            for number in range(self._count):
+            for number in range(self.count):
                 # Daemons: a process ending does not wait for threads that wait for work.
                 name = f"db-{number}"
                 threading.Thread(target=self._serve, name=name, daemon=True).start()
@@ -159,8 +158,7 @@ def _failed(done: asyncio.Future, error: BaseException) -> None:
         done.set_exception(error)
 
 
-# As many as asyncio's default executor starts.
-worker_threads = WorkerThreads(min(32, (os.cpu_count() or 1) + 4))
+worker_threads = WorkerThreads(settings.DATABASE_THREADS)
 
 
 @receiver(setting_changed)

@@ -81,3 +81,36 @@ def test_postgresql_s_prepared_statements_can_be_turned_off(setting, binding):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == binding
+
+
+def threads_for_sockets(**env: str) -> int:
+    result = manage(
+        "shell",
+        "-c",
+        "from realtime.database import worker_threads; print(worker_threads.count)",
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[-1])
+
+
+def test_sockets_database_threads_are_what_the_pool_leaves_http_requests():
+    postgresql = "postgres://taxi@127.0.0.1:5432/taxi"
+
+    assert threads_for_sockets(DATABASE_URL=postgresql) == 20 - 4
+    assert (
+        threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="30", REQUEST_THREADS="6")
+        == 30 - 6
+    )
+    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="3") == 1
+    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_THREADS="9") == 9
+
+
+def test_without_a_pool_sockets_database_threads_are_as_many_as_asyncio_s_executor():
+    expected = min(32, (os.cpu_count() or 1) + 4)
+
+    assert threads_for_sockets(DATABASE_URL="", DATABASE_POOL="0") == expected
+    assert (
+        threads_for_sockets(DATABASE_URL="postgres://taxi@127.0.0.1:5432/taxi", DATABASE_POOL="0")
+        == expected
+    )
