@@ -143,11 +143,10 @@ REQUEST_THREADS = env_int("REQUEST_THREADS", 4)
 # (8-11 ms against 0.6 ms in a busy hour), so a process needs many at once: as many as
 # the pool can give a connection while HTTP's request threads hold theirs
 # (docs/benchmarks.md, finding 94). Without a pool, as many as asyncio's executor.
+_pool = DATABASES["default"].get("OPTIONS", {}).get("pool")
 DATABASE_THREADS = env_int(
     "DATABASE_THREADS",
-    max(DATABASES["default"]["OPTIONS"]["pool"]["max_size"] - REQUEST_THREADS, 1)
-    if DATABASE_CONNECTIONS_KEPT
-    else min(32, (os.cpu_count() or 1) + 4),
+    max(_pool["max_size"] - REQUEST_THREADS, 1) if _pool else min(32, (os.cpu_count() or 1) + 4),
 )
 
 # --- Redis: channel layer and cache --------------------------------------------------

@@ -102,7 +102,7 @@ def test_sockets_database_threads_are_what_the_pool_leaves_http_requests():
         threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="30", REQUEST_THREADS="6")
         == 30 - 6
     )
-    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="3") == 1
+    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="1") == 1
     assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_THREADS="9") == 9
 
 
