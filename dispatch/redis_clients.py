@@ -176,14 +176,22 @@ class Outbox(Generic[Item]):
         self._idle: asyncio.Future | None = None
 
     async def put(self, item: Item) -> Any:
+        return await self._put([item])
+
+    async def put_all(self, items: list[Item]) -> None:
+        """Every item in the same pipeline, in order; once through, nothing to give
+        back. One future and one wait for them all, not one each."""
+        await self._put(items)
+
+    async def _put(self, items: list[Item]) -> Any:
         written = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, written))
+        self._waiting += [(item, written) for item in items]
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_while_open())
         elif self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
-        # A sender cancelled here cancels `written`, which takes its item back unless
-        # it is out already (see `_flush`).
+        # A sender cancelled here cancels `written`, which takes its items back unless
+        # they are out already (see `_flush`).
         return await written
 
     async def _write_while_open(self) -> None:

@@ -57,18 +57,24 @@ def to_channel(name: str, message: dict) -> Delivery:
 
 async def deliver(deliveries: Iterable[Delivery]) -> None:
     layer = get_channel_layer()
-    sends = [
-        layer.group_send(name, message) if kind == "group" else layer.send(name, message)
-        for kind, name, message in deliveries
-    ]
-    if len(sends) == 1:
+    deliveries = list(deliveries)
+    if len(deliveries) == 1:
         # Most deliveries are one (every position): no task to make for it.
-        results = [await _result_of(sends[0])]
+        results = [await _result_of(_sent(layer, *deliveries[0]))]
+    elif hasattr(layer, "send_all"):
+        # taxi's Redis layer: one pipeline, and a message for several recipients
+        # serialized once (`realtime.layers`).
+        results = [await _result_of(layer.send_all(deliveries))]
     else:
+        sends = (_sent(layer, *delivery) for delivery in deliveries)
         results = await asyncio.gather(*sends, return_exceptions=True)
     for result in results:
         if isinstance(result, Exception):
             logger.warning("A delivery failed: %r", result)
+
+
+def _sent(layer, kind: str, name: str, message: dict) -> Awaitable[None]:
+    return layer.group_send(name, message) if kind == "group" else layer.send(name, message)
 
 
 async def _result_of(send: Awaitable[None]) -> Exception | None:

@@ -62,6 +62,10 @@ class PipelinedShardConnection(RedisSingleShardConnection):
     async def publish(self, channel, message):
         await self._outbox.put((channel, message))
 
+    async def publish_all(self, messages: list[tuple[str, bytes]]) -> None:
+        """Each (channel, data) published, in order, in one pipeline."""
+        await self._outbox.put_all(messages)
+
     async def _publish_all(self, messages: list[tuple[str, bytes]]) -> None:
         self._ensure_redis()
         commands = [(b"PUBLISH", channel, message) for channel, message in messages]
@@ -190,9 +194,41 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
     async def send(self, channel, message):
         if "!" not in channel:
             return await super().send(channel, message)
-        process_name = channel[: channel.index("!") + 1]
-        data = channel.encode() + b" " + self.channel_layer.serialize(message)
+        process_name, data = self._addressed(channel, self.channel_layer.serialize(message))
         await self._get_shard(process_name).publish(process_name, data)
+
+    @staticmethod
+    def _addressed(channel: str, data: bytes) -> tuple[str, bytes]:
+        """What a process-specific channel's message is published as: under the
+        process's name, with the channel's in front."""
+        process_name = channel[: channel.index("!") + 1]
+        return process_name, channel.encode() + b" " + data
+
+    async def send_all(self, deliveries: list[tuple[str, str, dict]]) -> None:
+        """Each ("group", name, message) sent as `group_send` sends it and each
+        ("channel", name, message) as `send`, in one pipeline a shard, in order.
+
+        A message for several recipients (a trip's event for its rider and its driver,
+        an offer for ten drivers) is serialized once, and the senders wait together:
+        through `group_send` each was serialized again and waited for in a task of its
+        own (docs/benchmarks.md, finding 95).
+        """
+        serialized: dict[int, bytes] = {}
+        by_shard: dict[PipelinedShardConnection, list[tuple[str, bytes]]] = {}
+        for kind, name, message in deliveries:
+            data = serialized.get(id(message))
+            if data is None:
+                data = serialized[id(message)] = self.channel_layer.serialize(message)
+            if kind == "group":
+                published = (self._get_group_channel_name(name), data)
+            elif "!" in name:
+                published = self._addressed(name, data)
+            else:
+                published = (name, data)
+            by_shard.setdefault(self._get_shard(published[0]), []).append(published)
+        publishes = [shard.publish_all(sent) for shard, sent in by_shard.items()]
+        # One shard, as a single Redis has it: no task to make for it.
+        await (publishes[0] if len(publishes) == 1 else asyncio.gather(*publishes))
 
     async def receive(self, channel):
         if "!" not in channel:
@@ -252,6 +288,9 @@ class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def group_send(self, group, message):
         return await self._get_layer().group_send(group, message)
+
+    async def send_all(self, deliveries):
+        return await self._get_layer().send_all(deliveries)
 
     async def flush(self):
         return await self._get_layer().flush()

@@ -158,3 +158,34 @@ async def test_each_sender_gets_its_own_items_reply_when_the_write_gives_replies
 
     assert replies == ["A", "B", "C", "D"]
     assert pipelines == [["a"], ["b", "c", "d"]]
+
+
+async def test_items_put_together_go_in_one_pipeline_in_order_and_return_together():
+    writes = Writes()
+    outbox = Outbox(writes)
+    first = await _first_out(outbox, writes, "a")
+    together = asyncio.create_task(outbox.put_all(["b", "c", "d"]))
+    after = asyncio.create_task(outbox.put("e"))
+    await asyncio.sleep(0)
+
+    writes.release.set()
+    await _settled(asyncio.gather(first, together, after))
+
+    assert writes.pipelines == [["a"], ["b", "c", "d", "e"]]
+
+
+async def test_items_put_together_fail_together_and_are_taken_back_together():
+    writes = Writes(failing={"c"})
+    outbox = Outbox(writes)
+    first = await _first_out(outbox, writes, "a")
+    failing = asyncio.create_task(outbox.put_all(["b", "c"]))
+    given_up = asyncio.create_task(outbox.put_all(["x", "y"]))
+    await asyncio.sleep(0)
+
+    given_up.cancel()
+    writes.release.set()
+    results = await _settled(asyncio.gather(first, failing, return_exceptions=True))
+
+    assert results[0] is None and isinstance(results[1], PipelineFailed)
+    assert given_up.cancelled()
+    assert writes.pipelines == [["a"], ["b", "c"]]

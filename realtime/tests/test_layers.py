@@ -52,6 +52,51 @@ async def test_messages_sent_at_once_arrive_in_order_in_fewer_round_trips(monkey
     await layer.flush()
 
 
+async def test_deliveries_sent_at_once_go_in_one_pipeline_each_message_serialized_once(
+    monkeypatch,
+):
+    pipelines: list[int] = []
+    publish_all = PipelinedShardConnection._publish_all
+
+    async def counted(self, messages):
+        pipelines.append(len(messages))
+        await publish_all(self, messages)
+
+    monkeypatch.setattr(PipelinedShardConnection, "_publish_all", counted)
+    layer = get_channel_layer()
+    await layer.flush()
+    try:
+        rider, driver, origin = [await layer.new_channel() for _ in range(3)]
+        await layer.group_add("user.1", rider)
+        await layer.group_add("user.2", driver)
+        # A channel that is not a socket's: subscribed to under its own name.
+        await layer._get_layer()._subscribe_to_channel("taxi-general")
+        serialized = []
+        serialize = layer.serialize
+        monkeypatch.setattr(layer, "serialize", lambda m: serialized.append(m) or serialize(m))
+        event, reply, later = ({"type": "x", "n": n} for n in range(3))
+
+        await layer.send_all(
+            [
+                ("group", "user.1", event),
+                ("group", "user.2", event),
+                ("channel", origin, reply),
+                ("channel", "taxi-general", event),
+                ("group", "user.1", later),
+            ]
+        )
+
+        async with asyncio.timeout(5):
+            assert [await layer.receive(rider), await layer.receive(rider)] == [event, later]
+            assert await layer.receive(driver) == event
+            assert await layer.receive(origin) == reply
+            assert await layer.receive("taxi-general") == event
+        assert serialized == [event, reply, later]
+        assert pipelines == [5]
+    finally:
+        await layer.flush()
+
+
 async def test_a_channel_s_messages_wait_in_a_lean_queue():
     layer = get_channel_layer()
     channel = await layer.new_channel()
