@@ -5,9 +5,10 @@ known position (what a reconnecting rider's snapshot shows); the trail for the t
 history is written in batches by the driver's socket, not one insert per position.
 """
 
-import json
 from datetime import UTC, datetime
 from typing import Protocol
+
+import orjson
 
 from config.hot_settings import hot_settings
 from dispatch.backends import ProcessWide
@@ -57,7 +58,7 @@ class RedisLastPositions:
         self._redis_clients = PerLoopRedis(url)
         # Every position a driver on a trip reports is kept: one round trip each would
         # queue for Redis under load, so they go in pipelines.
-        self._outboxes = PerLoop(lambda: Outbox[tuple[str, str]](self._positions_set))
+        self._outboxes = PerLoop(lambda: Outbox[tuple[str, bytes]](self._positions_set))
         # Only the loop's outbox writes with its writer, one batch at a time.
         self._writers = PerLoop(CommandWriter)
         # Every socket of a user on a trip reads its trips' last positions as it opens:
@@ -72,9 +73,9 @@ class RedisLastPositions:
         return f"{hot_settings.REDIS_KEY_PREFIX}:tracking:last:{trip_id}"
 
     async def position_keep(self, trip_id: str, payload: dict) -> None:
-        await self._outboxes.get().put((trip_id, json.dumps(payload)))
+        await self._outboxes.get().put((trip_id, orjson.dumps(payload)))
 
-    async def _positions_set(self, positions: list[tuple[str, str]]) -> None:
+    async def _positions_set(self, positions: list[tuple[str, bytes]]) -> None:
         commands: list[Command] = [
             (b"SET", self._key(trip_id), text, b"EX", LAST_POSITION_SECONDS)
             for trip_id, text in positions
@@ -85,7 +86,7 @@ class RedisLastPositions:
         if not trip_ids:
             return {}
         stored = await self._reads.get().put(trip_ids)
-        return {trip_id: json.loads(s) for trip_id, s in zip(trip_ids, stored, strict=True) if s}
+        return {trip_id: orjson.loads(s) for trip_id, s in zip(trip_ids, stored, strict=True) if s}
 
     async def _positions_read(self, asked: list[list[str]]) -> list[list]:
         commands: list[Command] = [

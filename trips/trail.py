@@ -2,11 +2,12 @@
 
 import functools
 import itertools
-import json
+import math
 import random
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 from django.conf import settings
 from django.db import connection
 
@@ -103,17 +104,17 @@ def _trail_insert_by_orm(trip_id, positions: list[AcceptedPosition]) -> None:
 
 
 def _trail_insert_from_json(trip_id, positions: list[AcceptedPosition]) -> None:
-    rows = json.dumps(
-        [
-            [p.lat, p.lng, p.heading, p.speed, p.accuracy, _measured_at(p).isoformat()]
-            for p in positions
-        ],
-        # Positions are checked finite when they arrive; were one not, the write fails
-        # rather than send PostgreSQL what JSON cannot hold.
-        allow_nan=False,
-    )
+    rows = [[p.lat, p.lng, p.heading, p.speed, p.accuracy, _measured_at(p)] for p in positions]
+    # Positions are checked finite as they arrive (`dispatch.positions`); were one not,
+    # the write fails rather than store what JSON cannot hold (orjson writes it null).
+    numbers = [value for row in rows for value in row[:5] if value is not None]
+    if not all(map(math.isfinite, numbers)):
+        raise ValueError("A trail point's numbers must be finite.")
+    # orjson, times as datetimes: 37 µs a batch of 30, the check included, against the
+    # standard library's 96 (docs/benchmarks.md, finding 96).
+    document = orjson.dumps(rows).decode()
     with connection.cursor() as cursor:
-        cursor.execute(_insert_from_json(), [*prepared([_TRIP], [trip_id]), rows])
+        cursor.execute(_insert_from_json(), [*prepared([_TRIP], [trip_id]), document])
 
 
 @functools.cache

@@ -53,10 +53,13 @@ def test_postgresql_writes_the_rows_the_orm_would(
 
 
 @pytest.mark.postgres
-def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(rider, driver, make_trip):
+@pytest.mark.parametrize("field", ["lat", "heading"])
+def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(
+    rider, driver, make_trip, field
+):
     trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
     points = batch()
-    points[3] = dataclasses.replace(points[3], lat=float("nan"))
+    points[3] = dataclasses.replace(points[3], **{field: float("nan")})
 
     with pytest.raises(ValueError):
         trail.trip_trail_record(trip_id=trip.id, positions=points)
