@@ -26,16 +26,22 @@ from realtime.layers import PipelinedPubSubChannelLayer, PipelinedShardConnectio
 pytestmark = pytest.mark.redis
 
 
-async def test_messages_sent_at_once_arrive_in_order_in_fewer_round_trips(monkeypatch):
-    pipelines: list[int] = []
+@pytest.fixture
+def pipelines(monkeypatch) -> list[int]:
+    """How many messages each pipeline the layer publishes carries. Ask for it before
+    the layer makes the loop's connections, which take the method."""
+    sizes: list[int] = []
     publish_all = PipelinedShardConnection._publish_all
 
     async def counted(self, messages):
-        pipelines.append(len(messages))
+        sizes.append(len(messages))
         await publish_all(self, messages)
 
-    # Before the layer makes this loop's connections, which take the method.
     monkeypatch.setattr(PipelinedShardConnection, "_publish_all", counted)
+    return sizes
+
+
+async def test_messages_sent_at_once_arrive_in_order_in_fewer_round_trips(pipelines):
     layer = get_channel_layer()
     await layer.flush()
     channel = await layer.new_channel()
@@ -53,16 +59,8 @@ async def test_messages_sent_at_once_arrive_in_order_in_fewer_round_trips(monkey
 
 
 async def test_deliveries_sent_at_once_go_in_one_pipeline_each_message_serialized_once(
-    monkeypatch,
+    pipelines, monkeypatch
 ):
-    pipelines: list[int] = []
-    publish_all = PipelinedShardConnection._publish_all
-
-    async def counted(self, messages):
-        pipelines.append(len(messages))
-        await publish_all(self, messages)
-
-    monkeypatch.setattr(PipelinedShardConnection, "_publish_all", counted)
     layer = get_channel_layer()
     await layer.flush()
     try:
