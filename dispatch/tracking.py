@@ -77,8 +77,8 @@ class RedisLastPositions:
 
     async def _positions_set(self, positions: list[tuple[str, bytes]]) -> None:
         commands: list[Command] = [
-            (b"SET", self._key(trip_id), text, b"EX", LAST_POSITION_SECONDS)
-            for trip_id, text in positions
+            (b"SET", self._key(trip_id), document, b"EX", LAST_POSITION_SECONDS)
+            for trip_id, document in positions
         ]
         await self._writers.get().replies(self._redis_clients.client(), commands)
 
