@@ -95,6 +95,34 @@ async def test_deliveries_sent_at_once_go_in_one_pipeline_each_message_serialize
         await layer.flush()
 
 
+async def test_deliveries_sent_at_once_over_two_shards_each_arrive(settings):
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    # Two shards on the one Redis: publishing is server-wide, so each still hears.
+    layer = PipelinedPubSubChannelLayer(hosts=[settings.REDIS_URL] * 2, prefix=config["prefix"])
+    try:
+        loop_layer = layer._get_layer()
+
+        def shard_of(group: str):
+            return loop_layer._get_shard(loop_layer._get_group_channel_name(group))
+
+        # Four groups that fall on each shard.
+        names = [f"user.{n}" for n in range(1000)]
+        groups = [g for g in names if shard_of(g) is loop_layer._shards[0]][:4]
+        groups += [g for g in names if shard_of(g) is loop_layer._shards[1]][:4]
+        assert len(groups) == 8
+        channels = [await layer.new_channel() for _ in groups]
+        for group, channel in zip(groups, channels, strict=True):
+            await layer.group_add(group, channel)
+        event = {"type": "x", "n": 1}
+
+        await layer.send_all([("group", group, event) for group in groups])
+
+        async with asyncio.timeout(5):
+            assert [await layer.receive(channel) for channel in channels] == [event] * 8
+    finally:
+        await layer.flush()
+
+
 async def test_a_channel_s_messages_wait_in_a_lean_queue():
     layer = get_channel_layer()
     channel = await layer.new_channel()
