@@ -25,9 +25,9 @@ because a client's timestamps are its own to choose.
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from config.exceptions import DomainError
 from config.hot_settings import hot_settings
@@ -53,8 +53,13 @@ class PositionRejected(DomainError):
         self.field = field
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedPosition:
+class AcceptedPosition(NamedTuple):
+    """A position as accepted, never changed after.
+
+    A named tuple: one is made for every position a driver reports, and a frozen
+    dataclass, which sets each field through `object.__setattr__`, took 1.2 µs to make
+    against 0.4 (docs/benchmarks.md, finding 97)."""
+
     lat: float
     lng: float
     heading: float | None
@@ -78,6 +83,7 @@ _NAMES = {
     "speed": "speed",
     "accuracy": "accuracy",
 }
+_LATITUDES = f"between -{MAX_LATITUDE}° and {MAX_LATITUDE}°"
 
 
 def position_validate(
@@ -107,7 +113,8 @@ def position_validate(
     wrongly accepted jump the driver is held back until the implied speed from it falls
     under the limit; callers should pass no `previous` once a driver has been offline.
     """
-    if not isinstance(report, Mapping):
+    # A dict, as every JSON object is read, without the abstract class's check.
+    if type(report) is not dict and not isinstance(report, Mapping):
         raise PositionRejected(
             PositionRefusal.INVALID, "A position report must be an object with lat and lng."
         )
@@ -118,16 +125,18 @@ def position_validate(
     accuracy = _optional(report, "accuracy")
     measured_at = _timestamp(report, now)
 
-    _range_check(
-        "lat",
-        lat,
-        -MAX_LATITUDE <= lat <= MAX_LATITUDE,
-        f"between -{MAX_LATITUDE}° and {MAX_LATITUDE}°",
-    )
-    _range_check("lng", lng, -180 <= lng <= 180, "between -180° and 180°")
-    _range_check("heading", heading, heading is None or 0 <= heading <= 360, "between 0° and 360°")
-    _range_check("speed", speed, speed is None or speed >= 0, "0 m/s or more")
-    _range_check("accuracy", accuracy, accuracy is None or accuracy > 0, "more than 0 m")
+    # Each check raises only when it fails: a report that passes, as nearly all do,
+    # builds no message.
+    if not -MAX_LATITUDE <= lat <= MAX_LATITUDE:
+        raise _out_of_range("lat", lat, _LATITUDES)
+    if not -180 <= lng <= 180:
+        raise _out_of_range("lng", lng, "between -180° and 180°")
+    if heading is not None and not 0 <= heading <= 360:
+        raise _out_of_range("heading", heading, "between 0° and 360°")
+    if speed is not None and speed < 0:
+        raise _out_of_range("speed", speed, "0 m/s or more")
+    if accuracy is not None and accuracy <= 0:
+        raise _out_of_range("accuracy", accuracy, "more than 0 m")
 
     if accuracy is not None and accuracy > hot_settings.POSITION_MAX_ACCURACY_M:
         raise PositionRejected(
@@ -154,9 +163,8 @@ def position_validate(
     next_slot_at = _slot_take(previous, now)
     if previous is not None:
         _previous_check(lat, lng, measured_at, previous)
-    return AcceptedPosition(
-        lat, lng, heading, speed, accuracy, measured_at, received_at=now, next_slot_at=next_slot_at
-    )
+    # In the fields' order: keywords cost a named tuple a tenth of its making.
+    return AcceptedPosition(lat, lng, heading, speed, accuracy, measured_at, now, next_slot_at)
 
 
 def _slot_take(previous: AcceptedPosition | None, now: float) -> float:
@@ -211,6 +219,8 @@ def _required(report: Mapping, field: str) -> float:
 
 def _optional(report: Mapping, field: str) -> float | None:
     value = report.get(field)
+    if type(value) is float and math.isfinite(value):
+        return value  # most reports' numbers, read from JSON with a fraction
     if value is None:
         return None
     number = _finite_number(value)
@@ -245,10 +255,9 @@ def _timestamp(report: Mapping, now: float) -> float:
     )
 
 
-def _range_check(field: str, value: float | None, within: bool, allowed: str) -> None:
-    if not within:
-        raise PositionRejected(
-            PositionRefusal.OUT_OF_RANGE,
-            f"The {_NAMES[field]} must be {allowed}, not {value:g}.",
-            field=field,
-        )
+def _out_of_range(field: str, value: float, allowed: str) -> PositionRejected:
+    return PositionRejected(
+        PositionRefusal.OUT_OF_RANGE,
+        f"The {_NAMES[field]} must be {allowed}, not {value:g}.",
+        field=field,
+    )

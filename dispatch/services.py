@@ -13,7 +13,6 @@ driver open for requests belongs to.
 """
 
 import time
-from dataclasses import asdict
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -157,7 +156,7 @@ def driver_position_report(*, driver: User, report) -> AcceptedPosition:
     )
     cache.set(
         _previous_position_key(driver.pk),
-        asdict(position),
+        position._asdict(),
         timeout=settings.DRIVER_POSITION_TTL_SECONDS,
     )
     trip = Trip.objects.filter(driver=driver, status__in=Trip.DRIVER_ACTIVE_STATUSES).first()

@@ -1,6 +1,5 @@
 """The trail's write: one statement a batch, the same rows whichever way it is written."""
 
-import dataclasses
 import itertools
 
 import pytest
@@ -59,7 +58,7 @@ def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(
 ):
     trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
     points = batch()
-    points[3] = dataclasses.replace(points[3], **{field: float("nan")})
+    points[3] = points[3]._replace(**{field: float("nan")})
 
     with pytest.raises(ValueError):
         trail.trip_trail_record(trip_id=trip.id, positions=points)
@@ -114,7 +113,7 @@ def test_postgresql_measures_a_trail_as_python_does(rider, driver, make_trip):
     points = batch()
     # Written out of order, and one point twice at the same moment: the legs follow
     # the order the points were measured in, then the order they were written in.
-    again = dataclasses.replace(points[2], lat=points[2].lat + 0.01)
+    again = points[2]._replace(lat=points[2].lat + 0.01)
     trail._trail_insert_by_orm(trip.id, [points[step] for step in (3, 0, 4, 1, 2)])
     trail._trail_insert_by_orm(trip.id, [again])
     read = list(TrailPoint.objects.filter(trip=trip))  # in the model's order
