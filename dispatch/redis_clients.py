@@ -181,7 +181,8 @@ class Outbox(Generic[Item]):
     async def put_all(self, items: list[Item]) -> None:
         """Every item in the same pipeline, in order; once through, nothing to give
         back. One future and one wait for them all, not one each."""
-        await self._put(items)
+        if items:  # none: no pipeline would ever settle their future
+            await self._put(items)
 
     async def _put(self, items: list[Item]) -> Any:
         written = asyncio.get_running_loop().create_future()

@@ -189,3 +189,12 @@ async def test_items_put_together_fail_together_and_are_taken_back_together():
     assert results[0] is None and isinstance(results[1], PipelineFailed)
     assert given_up.cancelled()
     assert writes.pipelines == [["a"], ["b", "c"]]
+
+
+async def test_nothing_put_together_returns_at_once_and_writes_nothing():
+    writes = Writes()
+    outbox = Outbox(writes)
+
+    await _settled(outbox.put_all([]))
+
+    assert writes.pipelines == []
