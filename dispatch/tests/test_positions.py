@@ -2,6 +2,7 @@
 
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 
 import pytest
 
@@ -72,6 +73,10 @@ def test_a_full_report_is_accepted_as_sent():
         received_at=NOW,
         next_slot_at=NOW + 0.5,
     )
+
+
+def test_a_report_that_is_a_mapping_but_not_a_dict_is_read_as_one():
+    assert accepted(MappingProxyType(report())) == accepted(report())
 
 
 def test_the_optional_members_may_be_missing_or_null():

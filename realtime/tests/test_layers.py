@@ -95,7 +95,15 @@ async def test_deliveries_sent_at_once_go_in_one_pipeline_each_message_serialize
         await layer.flush()
 
 
-async def test_deliveries_sent_at_once_over_two_shards_each_arrive(settings):
+async def test_deliveries_sent_at_once_over_two_shards_each_arrive(settings, monkeypatch):
+    published: dict[PipelinedShardConnection, list[str]] = {}
+    publish_all = PipelinedShardConnection.publish_all
+
+    async def recorded(self, messages):
+        published.setdefault(self, []).extend(channel for channel, _ in messages)
+        await publish_all(self, messages)
+
+    monkeypatch.setattr(PipelinedShardConnection, "publish_all", recorded)
     config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
     # Two shards on the one Redis: publishing is server-wide, so each still hears.
     layer = PipelinedPubSubChannelLayer(hosts=[settings.REDIS_URL] * 2, prefix=config["prefix"])
@@ -119,6 +127,12 @@ async def test_deliveries_sent_at_once_over_two_shards_each_arrive(settings):
 
         async with asyncio.timeout(5):
             assert [await layer.receive(channel) for channel in channels] == [event] * 8
+        # Each shard published its own four groups, and no other's.
+        group_channel = loop_layer._get_group_channel_name
+        assert published == {
+            loop_layer._shards[0]: [group_channel(group) for group in groups[:4]],
+            loop_layer._shards[1]: [group_channel(group) for group in groups[4:]],
+        }
     finally:
         await layer.flush()
 
