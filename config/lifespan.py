@@ -1,19 +1,12 @@
 import asyncio
-import contextlib
 import gc
-import logging
 
-logger = logging.getLogger(__name__)
+from config.tasks import stopped
 
 # Young objects allocated between two collections of the youngest generation (Python's
 # default: 700), and how many collections of each generation make one of the next (10
 # and 10). See `garbage_collector_tuned`.
 COLLECTION_THRESHOLDS = (50_000, 5, 400)
-
-# How long a cancelled task gets to end before it is cancelled again, and how many
-# cancels it gets before the process shuts down without it. See `stopped`.
-CANCEL_AGAIN_AFTER_SECONDS = 1.0
-CANCELS = 10
 
 
 class Lifespan:
@@ -39,27 +32,6 @@ class Lifespan:
                     await stopped(task)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-async def stopped(task: asyncio.Task) -> None:
-    """Cancel `task` and wait for it to end, cancelling it again while it does not.
-
-    On Python 3.11 one cancel may be lost: `asyncio.wait_for`, which redis-py runs for
-    every command it writes on a connection with a socket timeout, returns the call's
-    result instead of raising when the cancel comes after the call has finished and
-    before the task has resumed. A loop meant to run for the process's life then runs
-    on, and so did a worker stopped after a loaded benchmark run: it waited for its
-    searches' sweeper until it was killed (docs/benchmarks.md, twenty-ninth round). After
-    CANCELS cancels the process shuts down without the task, and says so.
-    """
-    for _ in range(CANCELS):
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=CANCEL_AGAIN_AFTER_SECONDS)
-        if done:
-            with contextlib.suppress(asyncio.CancelledError):
-                task.result()
-            return
-    logger.error("%r did not end when cancelled %d times; shutting down without it", task, CANCELS)
 
 
 def garbage_collector_tuned() -> None:

@@ -25,6 +25,7 @@ from accounts.models import User
 from accounts.serializers import user_representation
 from config.exceptions import DomainError
 from config.hot_settings import hot_settings
+from config.tasks import stopped
 from dispatch import services as dispatch
 from dispatch.location_index import location_index
 from dispatch.positions import AcceptedPosition
@@ -415,8 +416,9 @@ class TripConsumer(AsyncWebsocketConsumer):
             # disconnect is read: the end of a socket, not an error of the server's.
             pass
         finally:
-            layer_reader.cancel()
-            await asyncio.wait([layer_reader])
+            # Again and again if need be: a handler in a redis-py call can lose the
+            # cancel (`config.tasks.stopped`), and the socket would then never leave.
+            await stopped(layer_reader)
             # However the socket ended, it leaves its groups, goes offline and stops
             # counting against its user (nothing left to do if its disconnect was read).
             await self.disconnect(CLOSE_ABNORMALLY)

@@ -4,8 +4,7 @@ import gc
 import pytest
 
 from accounts.sessions import revoked_sessions
-from config import lifespan
-from config.lifespan import COLLECTION_THRESHOLDS, Lifespan, stopped
+from config.lifespan import COLLECTION_THRESHOLDS, Lifespan
 
 
 @pytest.fixture
@@ -49,93 +48,3 @@ async def test_a_server_process_follows_log_outs_while_it_runs(collector_restore
     assert await outbox.get() == {"type": "lifespan.shutdown.complete"}
     await server
     assert not revoked.copy.trusted()
-
-
-@pytest.fixture
-def quick_cancels(monkeypatch):
-    monkeypatch.setattr(lifespan, "CANCEL_AGAIN_AFTER_SECONDS", 0.01)
-
-
-@pytest.fixture
-async def let_go():
-    """Set as a test ends: a task it made that is still running then ends, so that a
-    test that fails does not leave it behind."""
-    event = asyncio.Event()
-    yield event
-    event.set()
-    await asyncio.sleep(0)
-
-
-async def test_a_loop_whose_cancel_wait_for_lost_is_stopped(quick_cancels, let_go):
-    loop = asyncio.get_running_loop()
-    calls: asyncio.Queue = asyncio.Queue()
-    rounds = 0
-
-    async def for_the_process_life():
-        nonlocal rounds
-        while not let_go.is_set():
-            call = loop.create_future()
-            await calls.put(call)
-            await asyncio.wait_for(call, 10)
-            rounds += 1
-
-    task = asyncio.create_task(for_the_process_life())
-    # The call finishes and `stopped` cancels the task before it has resumed: Python
-    # 3.11's wait_for then returns the call's result, and the loop goes round again.
-    (await calls.get()).set_result(None)
-
-    await stopped(task)
-
-    assert task.cancelled() and rounds == 1
-
-
-async def test_a_task_that_ends_only_on_a_later_cancel_is_stopped(quick_cancels, let_go):
-    cancels = 0
-
-    async def swallows_two_cancels():
-        nonlocal cancels
-        while not let_go.is_set():
-            try:
-                await let_go.wait()
-            except asyncio.CancelledError:
-                cancels += 1
-                if cancels == 3:
-                    raise
-
-    task = asyncio.create_task(swallows_two_cancels())
-    await asyncio.sleep(0)
-
-    await stopped(task)
-
-    assert task.cancelled() and cancels == 3
-
-
-async def test_a_task_that_never_ends_is_left_behind_and_said_so(quick_cancels, let_go, caplog):
-    cancels = 0
-
-    async def refuses_to_end():
-        nonlocal cancels
-        while not let_go.is_set():
-            try:
-                await let_go.wait()
-            except asyncio.CancelledError:
-                cancels += 1
-
-    task = asyncio.create_task(refuses_to_end())
-    await asyncio.sleep(0)
-
-    await stopped(task)
-
-    assert cancels == lifespan.CANCELS and not task.done()
-    assert "did not end when cancelled 10 times" in caplog.text
-
-
-async def test_a_task_that_failed_says_so_as_it_is_stopped():
-    async def fails():
-        raise RuntimeError("the sweeper broke")
-
-    task = asyncio.create_task(fails())
-    await asyncio.sleep(0)
-
-    with pytest.raises(RuntimeError, match="the sweeper broke"):
-        await stopped(task)

@@ -15,6 +15,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 
 from accounts import authentication
 from accounts.services import session_tokens_issue
+from config import tasks
 from config.asgi import application
 from conftest import PASSWORD, threads_entered
 from realtime.auth import token_user_and_trips
@@ -472,3 +473,36 @@ async def test_a_socket_reads_its_events_in_one_task_of_its_own(open_socket, rid
     assert [name for name in made if name.startswith("TripConsumer")] == [
         "TripConsumer._events_read"
     ]
+
+
+async def test_a_socket_whose_event_reader_lost_its_cancel_still_leaves(
+    open_socket, rider, channel_layer, monkeypatch
+):
+    """A handler in a redis-py call can lose the cancel that ends the socket (Python
+    3.11's wait_for, `config.tasks.stopped`): the socket still stops counting."""
+    loop = asyncio.get_running_loop()
+    calls: asyncio.Queue = asyncio.Queue()
+    handled = 0
+
+    async def in_a_call(self, message):
+        nonlocal handled
+        call = loop.create_future()
+        await calls.put(call)
+        await asyncio.wait_for(call, 10)
+        handled += 1
+
+    monkeypatch.setattr(TripConsumer, "driver_location", in_a_call)
+    monkeypatch.setattr(tasks, "CANCEL_AGAIN_AFTER_SECONDS", 0.01)
+    socket = await open_socket(rider)
+    await channel_layer.group_send(user_group(rider.id), {"type": "driver.location"})
+    call = await calls.get()
+    assert sockets_per_user.open[rider.id] == 1
+
+    # The call finishes, and the socket's task is cancelled (as a server's shutdown
+    # does) before its event reader has resumed: that reader's first cancel is lost.
+    call.set_result(None)
+    socket.communicator.future.cancel()
+    done, _ = await asyncio.wait([socket.communicator.future], timeout=5)
+
+    assert done and handled == 1
+    assert sockets_per_user.open[rider.id] == 0
