@@ -44,44 +44,43 @@ async def test_a_loop_whose_cancel_wait_for_lost_is_stopped(quick_cancels, let_g
     assert task.cancelled() and rounds == 1
 
 
-async def test_a_task_that_ends_only_on_a_later_cancel_is_stopped(quick_cancels, let_go):
-    cancels = 0
+class Stubborn:
+    """A task's work that takes a cancel as the end only at the `ends_at`th (never,
+    if None), and otherwise waits on."""
 
-    async def swallows_two_cancels():
-        nonlocal cancels
-        while not let_go.is_set():
+    def __init__(self, let_go: asyncio.Event, ends_at: int | None = None):
+        self.let_go = let_go
+        self.ends_at = ends_at
+        self.cancels = 0
+
+    async def run(self) -> None:
+        while not self.let_go.is_set():
             try:
-                await let_go.wait()
+                await self.let_go.wait()
             except asyncio.CancelledError:
-                cancels += 1
-                if cancels == 3:
+                self.cancels += 1
+                if self.cancels == self.ends_at:
                     raise
 
-    task = asyncio.create_task(swallows_two_cancels())
+
+async def test_a_task_that_ends_only_on_a_later_cancel_is_stopped(quick_cancels, let_go):
+    stubborn = Stubborn(let_go, ends_at=3)
+    task = asyncio.create_task(stubborn.run())
     await asyncio.sleep(0)
 
     await stopped(task)
 
-    assert task.cancelled() and cancels == 3
+    assert task.cancelled() and stubborn.cancels == 3
 
 
 async def test_a_task_that_never_ends_is_left_behind_and_said_so(quick_cancels, let_go, caplog):
-    cancels = 0
-
-    async def refuses_to_end():
-        nonlocal cancels
-        while not let_go.is_set():
-            try:
-                await let_go.wait()
-            except asyncio.CancelledError:
-                cancels += 1
-
-    task = asyncio.create_task(refuses_to_end())
+    stubborn = Stubborn(let_go)
+    task = asyncio.create_task(stubborn.run())
     await asyncio.sleep(0)
 
     await stopped(task)
 
-    assert cancels == tasks.CANCELS and not task.done()
+    assert stubborn.cancels == tasks.CANCELS and not task.done()
     assert "did not end when cancelled 10 times" in caplog.text
 
 
