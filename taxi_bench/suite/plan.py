@@ -27,8 +27,8 @@ class Sizes:
 def _tracking(pairs: int, rate: float, duration: float) -> tuple[str, ...]:
     # One generator process holds the 10 000 sockets of 5 000 pairs within its core and
     # its open files. A second took more of the two cores than it gave: the generator
-    # at 40-41 % of a core instead of 31-32 %, and tracking's p99 higher in each of
-    # three pairs (docs/benchmarks.md, finding 98).
+    # at 40-41 % of a core instead of 31-33 %, and tracking's p99 higher in each of
+    # five pairs (docs/benchmarks.md, finding 98).
     return (
         *("--pairs", str(pairs), "--rate", str(rate), "--duration", str(duration)),
         *("--processes", "1"),
