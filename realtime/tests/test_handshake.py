@@ -491,9 +491,21 @@ async def test_a_socket_whose_event_reader_lost_its_cancel_still_leaves(
         await asyncio.wait_for(call, 10)
         handled += 1
 
+    readers = []
+
+    def kept(loop, coroutine, **kwargs):
+        task = asyncio.Task(coroutine, loop=loop, **kwargs)
+        if coroutine.__qualname__ == "TripConsumer._events_read":
+            readers.append(task)
+        return task
+
     monkeypatch.setattr(TripConsumer, "driver_location", in_a_call)
     monkeypatch.setattr(tasks, "CANCEL_AGAIN_AFTER_SECONDS", 0.01)
-    socket = await open_socket(rider)
+    loop.set_task_factory(kept)
+    try:
+        socket = await open_socket(rider)
+    finally:
+        loop.set_task_factory(None)
     await channel_layer.group_send(user_group(rider.id), {"type": "driver.location"})
     call = await calls.get()
     assert sockets_per_user.open[rider.id] == 1
@@ -505,4 +517,6 @@ async def test_a_socket_whose_event_reader_lost_its_cancel_still_leaves(
     done, _ = await asyncio.wait([socket.communicator.future], timeout=5)
 
     assert done and handled == 1
+    # Its reader ended, rather than being left behind.
+    assert [reader.cancelled() for reader in readers] == [True]
     assert sockets_per_user.open[rider.id] == 0
