@@ -323,10 +323,10 @@ WEBSOCKET_MESSAGES_PER_SECOND = env_float("WEBSOCKET_MESSAGES_PER_SECOND", 10)
 WEBSOCKET_MESSAGE_BURST = env_int("WEBSOCKET_MESSAGE_BURST", 30)
 # How often each server process looks for searches whose offers have timed out.
 DISPATCH_SWEEP_SECONDS = env_float("DISPATCH_SWEEP_SECONDS", 0.5)
-# Trail points a driver's socket collects before writing them in one insert: at a
-# position a second, half a minute of trail a write (about 0.3 ms of CPU for 30 on
-# PostgreSQL, docs/benchmarks.md finding 33); a crashed process loses at most a batch of
-# the trail's history, never a live position.
+# Trail points a driver's socket collects before writing them as one segment: at a
+# position a second, half a minute of trail a write (docs/benchmarks.md, findings 33 and
+# 100); a crashed process loses at most a batch of the trail's history, never a live
+# position.
 # A socket's first batch is shorter by a random head start (trips.trail).
 TRAIL_BATCH_SIZE = env_int("TRAIL_BATCH_SIZE", 30)
 # A driver's socket keeps a trip's last known position (for a reconnecting rider's

@@ -18,6 +18,7 @@ from trips.serializers import (
     in_utc,
     trip_representation,
 )
+from trips.trail import trail_points
 
 
 def trip_id_of(pk: str) -> uuid.UUID:
@@ -126,7 +127,7 @@ class TripViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def trail(self, request, pk=None):
         """Where the driver went during the trip, oldest first."""
         trip = self.get_object()
-        return Response(TrailPointSerializer(trip.trail.all(), many=True).data)
+        return Response(TrailPointSerializer(trail_points(trip.id), many=True).data)
 
     @extend_schema(request=None, responses=TripSerializer)
     @action(detail=True, methods=["post"])

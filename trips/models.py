@@ -141,22 +141,22 @@ class Trip(models.Model):
         return self.pick_up_lat is not None and self.pick_up_lng is not None
 
 
-class TrailPoint(models.Model):
-    """Where the trip's driver was while the trip was active: its history and distance."""
+class TrailSegment(models.Model):
+    """A stretch of a trip's trail: the driver's positions while the trip was active, as
+    its driver's socket wrote them together. A row a point was most of the trail's cost
+    to PostgreSQL and five times its size on disk (docs/benchmarks.md, finding 100)."""
 
-    # Indexed by `trail_trip_measured`, which leads with it.
-    trip = models.ForeignKey(Trip, on_delete=models.CASCADE, related_name="trail", db_index=False)
-    lat = models.FloatField()
-    lng = models.FloatField()
-    heading = models.FloatField(null=True, blank=True)
-    speed = models.FloatField(null=True, blank=True)
-    accuracy = models.FloatField(null=True, blank=True)
-    # When the driver's device measured it.
-    measured_at = models.DateTimeField()
+    # Indexed by `trail_segment_trip`.
+    trip = models.ForeignKey(
+        Trip, on_delete=models.CASCADE, related_name="trail_segments", db_index=False
+    )
+    # A list of points, each `[lat, lng, heading, speed, accuracy, measured_at]`:
+    # `measured_at` in seconds since the epoch, as the driver's device gave it; heading,
+    # speed and accuracy null where it gave none (`trips.trail` reads them).
+    points = models.JSONField()
 
     class Meta:
-        ordering = ["measured_at", "id"]
-        indexes = [models.Index(fields=["trip", "measured_at"], name="trail_trip_measured")]
+        indexes = [models.Index(fields=["trip"], name="trail_segment_trip")]
 
     def __str__(self) -> str:
-        return f"{self.lat:.5f},{self.lng:.5f} at {self.measured_at:%H:%M:%S}"
+        return f"{len(self.points)} points of trip {self.trip_id}"

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from rest_framework import serializers
 
 from accounts.serializers import UserSerializer, user_representation
-from trips.models import TrailPoint, Trip
+from trips.models import Trip
 from trips.selectors import ListedTrip
 
 
@@ -122,8 +122,12 @@ class TripAdvanceSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[Trip.Status.IN_PROGRESS, Trip.Status.COMPLETED])
 
 
-class TrailPointSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = TrailPoint
-        fields = ["lat", "lng", "heading", "speed", "accuracy", "measured_at"]
-        read_only_fields = fields
+class TrailPointSerializer(serializers.Serializer):
+    """A point of a trip's trail (`trips.trail.TrailPoint`)."""
+
+    lat = serializers.FloatField(read_only=True)
+    lng = serializers.FloatField(read_only=True)
+    heading = serializers.FloatField(read_only=True, allow_null=True)
+    speed = serializers.FloatField(read_only=True, allow_null=True)
+    accuracy = serializers.FloatField(read_only=True, allow_null=True)
+    measured_at = serializers.DateTimeField(read_only=True)

@@ -1,11 +1,16 @@
-"""The trail of a trip: where its driver was while it was active."""
+"""The trail of a trip: where its driver was while it was active.
+
+It is stored in segments, each the points one write of the driver's socket held
+(`TrailSegment`), and read as one list of points in the order they were measured.
+"""
 
 import functools
 import itertools
 import math
+import operator
 import random
-import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 from django.conf import settings
@@ -15,19 +20,43 @@ from config.composed_reads import prepared
 from config.postgresql.kept_plans import plan_kept
 from dispatch.geo import distance_m, distance_m_sql
 from dispatch.positions import AcceptedPosition
-from trips.models import TrailPoint
+from trips.models import TrailSegment
 
-# A point's columns, in the order each point's row is sent in.
-_POINT_FIELDS = ("lat", "lng", "heading", "speed", "accuracy", "measured_at")
-_TRIP = TrailPoint._meta.get_field("trip")
+_TRIP = TrailSegment._meta.get_field("trip")
+_POINTS = TrailSegment._meta.get_field("points")
+
+
+class TrailPoint(NamedTuple):
+    lat: float
+    lng: float
+    heading: float | None
+    speed: float | None
+    accuracy: float | None
+    measured_at: datetime
+
+
+# Where each of a stored point's values is (`TrailSegment.points`).
+_LAT, _LNG, _MEASURED_AT = 0, 1, 5
+
+
+def trail_points(trip_id) -> list[TrailPoint]:
+    """The trip's trail, oldest first: in the order its points were measured, then in
+    the order they were written."""
+    segments = TrailSegment.objects.filter(trip_id=trip_id).order_by("id")
+    stored = itertools.chain.from_iterable(segments.values_list("points", flat=True))
+    # A stable sort: points measured at the same moment keep the order of their writes.
+    in_order = sorted(stored, key=operator.itemgetter(_MEASURED_AT))
+    return [
+        TrailPoint(*point[:_MEASURED_AT], datetime.fromtimestamp(point[_MEASURED_AT], UTC))
+        for point in in_order
+    ]
 
 
 def trail_distance_m(trip_id) -> float:
     """The length of the trip's trail, point to point along the great circle."""
-    with connection.cursor() as cursor:
-        cursor.execute(_points_read(connection.vendor), prepared([_TRIP], [trip_id]))
-        points = cursor.fetchall()
-    return sum(distance_m(*a, *b) for a, b in itertools.pairwise(points))
+    return sum(
+        distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(trail_points(trip_id))
+    )
 
 
 @functools.cache
@@ -36,32 +65,22 @@ def trail_distance_sql() -> str:
     change can then set its distance in its own statement, from points that never
     leave the database (docs/benchmarks.md, finding 76)."""
     quote = connection.ops.quote_name
-    lat, lng = (quote(TrailPoint._meta.get_field(name).column) for name in ("lat", "lng"))
-    order = ", ".join(
-        quote(TrailPoint._meta.get_field(name).column) for name in TrailPoint._meta.ordering
-    )
     # The first point has no leg before it, and is left out (not summed as a null: the
     # formula's LEAST would make a null half the Earth's circumference).
-    leg = distance_m_sql("before_lat", "before_lng", lat, lng)
+    leg = distance_m_sql("before_lat", "before_lng", "lat", "lng")
+    value = "CAST(point ->> {} AS double precision)".format
     return (
         f"(SELECT COALESCE(SUM({leg}), 0) FROM ("
-        f"SELECT {lat}, {lng}, LAG({lat}) OVER legs AS before_lat, "
-        f"LAG({lng}) OVER legs AS before_lng "
-        f"FROM {quote(TrailPoint._meta.db_table)} WHERE {quote(_TRIP.column)} = %s "
-        f"WINDOW legs AS (ORDER BY {order})) AS points WHERE before_lat IS NOT NULL)"
+        "SELECT lat, lng, LAG(lat) OVER legs AS before_lat, LAG(lng) OVER legs AS before_lng "
+        f"FROM (SELECT {value(_LAT)} AS lat, {value(_LNG)} AS lng, "
+        f"{value(_MEASURED_AT)} AS measured_at, segment.id AS segment, place "
+        f"FROM {quote(TrailSegment._meta.db_table)} AS segment, "
+        f"jsonb_array_elements(segment.{quote(_POINTS.column)}) WITH ORDINALITY "
+        "AS points (point, place) "
+        f"WHERE segment.{quote(_TRIP.column)} = %s) AS points "
+        "WINDOW legs AS (ORDER BY measured_at, segment, place)) AS legs "
+        "WHERE before_lat IS NOT NULL)"
     )
-
-
-@functools.cache
-def _points_read(vendor: str) -> str:
-    """The trail's points in the trail's order, as the ORM writes the query for the
-    database in use (`vendor`), compiled once: compiling it on every trip's completion
-    cost four times the read itself (docs/benchmarks.md, finding 46)."""
-    any_trip = uuid.UUID(int=0)
-    query = TrailPoint.objects.filter(trip_id=any_trip).values_list("lat", "lng").query
-    sql, params = query.get_compiler(connection=connection).as_sql()
-    assert len(params) == 1, "the trip is the read's only parameter"
-    return plan_kept(sql)
 
 
 def trail_head_start() -> int:
@@ -74,66 +93,30 @@ def trail_head_start() -> int:
 
 
 def trip_trail_record(*, trip_id, positions: list[AcceptedPosition]) -> None:
-    """Add the driver's positions to the trip's trail, in one insert.
+    """Add the driver's positions to the trip's trail, as one segment.
 
-    Every driver on a trip writes a batch of points every few tens of seconds, and a
-    busy server has thousands of them. Through the ORM a batch cost four times the CPU
-    (a model instance and seven adapted values a point) that it costs on PostgreSQL as
-    one JSON document the database takes apart (docs/benchmarks.md, finding 33); other
-    databases, the embedded default among them, take it through the ORM.
+    Every driver on a trip writes a segment every few tens of seconds, and a busy
+    server has thousands of them: the points go as one JSON document that the
+    database stores as it is, in one statement (docs/benchmarks.md, findings 33 and
+    100).
     """
-    if connection.vendor == "postgresql":
-        _trail_insert_from_json(trip_id, positions)
-    else:
-        _trail_insert_by_orm(trip_id, positions)
-
-
-def _trail_insert_by_orm(trip_id, positions: list[AcceptedPosition]) -> None:
-    TrailPoint.objects.bulk_create(
-        TrailPoint(
-            trip_id=trip_id,
-            lat=position.lat,
-            lng=position.lng,
-            heading=position.heading,
-            speed=position.speed,
-            accuracy=position.accuracy,
-            measured_at=_measured_at(position),
-        )
-        for position in positions
-    )
-
-
-def _trail_insert_from_json(trip_id, positions: list[AcceptedPosition]) -> None:
-    rows = [[p.lat, p.lng, p.heading, p.speed, p.accuracy, _measured_at(p)] for p in positions]
+    points = [[p.lat, p.lng, p.heading, p.speed, p.accuracy, p.measured_at] for p in positions]
     # Positions are checked finite as they arrive (`dispatch.positions`); were one not,
     # the write fails rather than store what JSON cannot hold (orjson writes it null).
-    numbers = [value for row in rows for value in row[:5] if value is not None]
+    numbers = [value for point in points for value in point if value is not None]
     if not all(map(math.isfinite, numbers)):
         raise ValueError("A trail point's numbers must be finite.")
-    # orjson, times as datetimes: 37 µs a batch of 30, the check included, against the
-    # standard library's 96 (docs/benchmarks.md, finding 96).
-    document = orjson.dumps(rows).decode()
+    document = orjson.dumps(points).decode()
     with connection.cursor() as cursor:
-        cursor.execute(_insert_from_json(), [*prepared([_TRIP], [trip_id]), document])
+        cursor.execute(_segment_insert(), [*prepared([_TRIP], [trip_id]), document])
 
 
 @functools.cache
-def _insert_from_json() -> str:
-    """The INSERT of a batch, its columns and types taken from the model: the trip's id,
-    then one row a point from a JSON array of arrays in `_POINT_FIELDS` order."""
+def _segment_insert() -> str:
     quote = connection.ops.quote_name
-    fields = [TrailPoint._meta.get_field(name) for name in _POINT_FIELDS]
-    columns = ", ".join(quote(field.column) for field in (_TRIP, *fields))
-    values = ", ".join(
-        f"CAST(point ->> {index} AS {field.db_type(connection)})"
-        for index, field in enumerate(fields)
-    )
     return plan_kept(
-        f"INSERT INTO {quote(TrailPoint._meta.db_table)} ({columns}) "
-        f"SELECT CAST(%s AS {_TRIP.db_type(connection)}), {values} "
-        "FROM json_array_elements(CAST(%s AS json)) AS point"
+        f"INSERT INTO {quote(TrailSegment._meta.db_table)} "
+        f"({quote(_TRIP.column)}, {quote(_POINTS.column)}) "
+        f"VALUES (CAST(%s AS {_TRIP.db_type(connection)}), "
+        f"CAST(%s AS {_POINTS.db_type(connection)}))"
     )
-
-
-def _measured_at(position: AcceptedPosition) -> datetime:
-    return datetime.fromtimestamp(position.measured_at, UTC)

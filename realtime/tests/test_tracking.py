@@ -15,7 +15,8 @@ from django.utils import timezone
 from dispatch.geo import distance_m
 from dispatch.tracking import last_positions
 from realtime.delivery import user_group
-from trips.models import TrailPoint
+from trips.models import TrailSegment
+from trips.trail import trail_points
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,10 +53,12 @@ async def handled(socket) -> None:
     assert await socket.receive() == {"type": "pong", "data": "handled?"}
 
 
-async def trail_rows(trip_id):
-    return await sync_to_async(
-        lambda: list(TrailPoint.objects.filter(trip_id=trip_id).values_list("lat", "lng"))
-    )()
+async def trail_path(trip_id):
+    return [(point.lat, point.lng) for point in await sync_to_async(trail_points)(trip_id)]
+
+
+async def trail_segments(trip_id) -> int:
+    return await TrailSegment.objects.filter(trip_id=trip_id).acount()
 
 
 async def test_a_position_reaches_the_trips_rider_and_nobody_else(
@@ -190,7 +193,7 @@ async def test_a_refused_position_gets_an_error_and_changes_nothing(
         {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
     )
     await driver_socket.receive()
-    assert await trail_rows(trip_id) == []
+    assert await trail_path(trip_id) == []
 
 
 async def test_after_a_stall_a_burst_of_positions_is_accepted_up_to_the_burst_size(
@@ -221,7 +224,7 @@ async def test_after_a_stall_a_burst_of_positions_is_accepted_up_to_the_burst_si
         {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
     )
     await driver_socket.receive()
-    assert await trail_rows(trip_id) == [START] * 4  # the first, and three of the queue
+    assert await trail_path(trip_id) == [START] * 4  # the first, and three of the queue
 
 
 async def test_too_fast_compares_with_the_last_accepted_position(
@@ -326,13 +329,14 @@ async def test_the_trail_is_written_in_batches_and_measured_at_the_end(
         await send_position(driver_socket, position(lat, lng))
         await rider_socket.receive()
         await handled(driver_socket)
-        assert await trail_rows(trip_id) == []  # not one write per position
+        assert await trail_path(trip_id) == []  # not one write per position
         assert number < 2
     clock.shift(5)
     await send_position(driver_socket, position(*path[2]))
     await rider_socket.receive()
     await handled(driver_socket)
-    assert await trail_rows(trip_id) == path[:3]  # the batch, in one insert
+    assert await trail_path(trip_id) == path[:3]
+    assert await trail_segments(trip_id) == 1  # the batch, in one write
 
     await driver_socket.send(
         {"type": "trip.advance", "data": {"trip_id": trip_id, "status": "IN_PROGRESS"}}
@@ -370,7 +374,7 @@ async def test_a_sockets_first_batch_is_shortened_by_its_head_start(
         await send_position(driver_socket, position(lat, lng))
         await rider_socket.receive()
         await handled(driver_socket)
-        written_after_each.append(len(await trail_rows(trip.id)))
+        written_after_each.append(len(await trail_path(trip.id)))
 
     assert written_after_each == [1, 1, 1, 4]  # the first point alone, then a whole batch
 
@@ -388,7 +392,7 @@ async def test_positions_over_rest_reach_the_rider(
     assert response.status_code == 202
     message = await rider_socket.receive()
     assert (message["type"], message["data"]["trip_id"]) == ("driver.location", trip_id)
-    assert await trail_rows(trip_id) == [START]
+    assert await trail_path(trip_id) == [START]
 
 
 async def test_a_previous_position_stored_by_an_older_release_is_not_read(
@@ -432,7 +436,7 @@ async def test_positions_over_rest_are_held_to_the_same_rate(
     for _ in range(3):
         assert (await rider_socket.receive())["type"] == "driver.location"
     assert await rider_socket.receive_nothing()
-    assert await trail_rows(trip_id) == [START] * 3
+    assert await trail_path(trip_id) == [START] * 3
 
 
 async def test_a_refused_position_over_rest_is_a_400(tracking_settings, client_for, driver):

@@ -6,12 +6,12 @@ import pytest
 from django.db import connection
 from django.db.models import UniqueConstraint
 
-from trips.models import TrailPoint, Trip
+from trips.models import TrailSegment, Trip
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
-@pytest.mark.parametrize("model", [Trip, TrailPoint], ids=["trip", "trail point"])
+@pytest.mark.parametrize("model", [Trip, TrailSegment], ids=["trip", "trail segment"])
 def test_the_tables_indexes_are_the_models_and_no_more(model):
     with connection.cursor() as cursor:
         found = connection.introspection.get_constraints(cursor, model._meta.db_table)

@@ -1,6 +1,8 @@
-"""The trail's write: one statement a batch, the same rows whichever way it is written."""
+"""The trail's write, a segment a batch in one statement, and its reads: the points in
+the order they were measured, and the distance along them."""
 
 import itertools
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -8,9 +10,9 @@ from django.db import connection
 from dispatch.geo import distance_m
 from dispatch.positions import AcceptedPosition
 from trips import trail
-from trips.models import TrailPoint
+from trips.models import TrailSegment
 
-FIELDS = ("lat", "lng", "heading", "speed", "accuracy", "measured_at")
+pytestmark = pytest.mark.django_db
 
 
 def batch() -> list[AcceptedPosition]:
@@ -31,28 +33,35 @@ def batch() -> list[AcceptedPosition]:
     ]
 
 
-def written(trip) -> list[tuple]:
-    return list(TrailPoint.objects.filter(trip=trip).order_by("id").values_list(*FIELDS))
+def as_read(position: AcceptedPosition) -> trail.TrailPoint:
+    return trail.TrailPoint(
+        lat=position.lat,
+        lng=position.lng,
+        heading=position.heading,
+        speed=position.speed,
+        accuracy=position.accuracy,
+        measured_at=datetime.fromtimestamp(position.measured_at, UTC),
+    )
 
 
-@pytest.mark.postgres
-def test_postgresql_writes_the_rows_the_orm_would(
+def test_a_batch_is_one_segment_written_in_one_statement_and_read_as_it_came(
     rider, driver, make_trip, django_assert_num_queries
 ):
-    by_orm = make_trip(rider, status="IN_PROGRESS", driver=driver)
-    from_json = make_trip(rider, status="COMPLETED", driver=driver)
-    trail._trail_insert_by_orm(by_orm.id, batch())
+    trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    other = make_trip(rider, status="COMPLETED", driver=driver)
+    trail.trip_trail_record(trip_id=other.id, positions=batch()[:2])
 
-    with django_assert_num_queries(1) as queries:
-        trail.trip_trail_record(trip_id=from_json.id, positions=batch())
+    with django_assert_num_queries(1):
+        trail.trip_trail_record(trip_id=trip.id, positions=batch())
 
-    assert "json_array_elements" in queries[0]["sql"]  # not the ORM's own insert
-    assert written(from_json) == written(by_orm)
-    assert len(written(from_json)) == 5
+    assert TrailSegment.objects.filter(trip=trip).count() == 1
+    read = trail.trail_points(trip.id)
+    assert read == [as_read(position) for position in batch()]
+    assert read[1].measured_at == datetime(2026, 11, 18, 11, 6, 41, 123458, tzinfo=UTC)
+    assert trail.trail_points(other.id) == [as_read(position) for position in batch()[:2]]
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("field", ["lat", "heading"])
+@pytest.mark.parametrize("field", ["lat", "heading", "measured_at"])
 def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(
     rider, driver, make_trip, field
 ):
@@ -63,7 +72,7 @@ def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(
     with pytest.raises(ValueError):
         trail.trip_trail_record(trip_id=trip.id, positions=points)
 
-    assert written(trip) == []
+    assert not TrailSegment.objects.exists()
 
 
 def test_a_head_start_is_short_of_a_whole_batch_and_differs_between_sockets(settings):
@@ -81,21 +90,43 @@ def test_without_batches_there_is_no_head_start(settings):
     assert trail.trail_head_start() == 0
 
 
-@pytest.mark.django_db
+def written_out_of_order(trip_id) -> list[AcceptedPosition]:
+    """The batch's points written in two segments, each out of the order they were
+    measured in, the later segment holding the earliest point; and one point again,
+    measured at the same moment as another. The points in the order they should be
+    read in."""
+    points = batch()
+    again = points[2]._replace(lat=points[2].lat + 0.01)
+    trail.trip_trail_record(trip_id=trip_id, positions=[points[step] for step in (3, 4, 2)])
+    trail.trip_trail_record(trip_id=trip_id, positions=[again, points[1], points[0]])
+    return [*points[:3], again, *points[3:]]
+
+
+def test_a_trail_is_read_in_the_order_its_points_were_measured_then_written(
+    rider, driver, make_trip, django_assert_num_queries
+):
+    trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    in_order = written_out_of_order(trip.id)
+
+    with django_assert_num_queries(1):
+        read = trail.trail_points(trip.id)
+
+    assert read == list(map(as_read, in_order))
+
+
 def test_a_trail_s_distance_takes_its_points_in_the_order_they_were_measured(
     rider, driver, make_trip, django_assert_num_queries
 ):
     trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
-    points = batch()
-    trail._trail_insert_by_orm(trip.id, [points[step] for step in (3, 0, 4, 1, 2)])
+    in_order = written_out_of_order(trip.id)
     along_the_way = sum(
-        distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(points)
+        distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(in_order)
     )
 
     with django_assert_num_queries(1):
         measured = trail.trail_distance_m(trip.id)
 
-    assert measured == pytest.approx(along_the_way)
+    assert measured == pytest.approx(along_the_way, rel=1e-12)
     without_a_trail = make_trip(rider, status="COMPLETED", driver=driver)
     assert trail.trail_distance_m(without_a_trail.id) == 0
 
@@ -107,33 +138,26 @@ def measured_by_postgresql(trip_id) -> float:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db
 def test_postgresql_measures_a_trail_as_python_does(rider, driver, make_trip):
     trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
-    points = batch()
-    # Written out of order, and one point twice at the same moment: the legs follow
-    # the order the points were measured in, then the order they were written in.
-    again = points[2]._replace(lat=points[2].lat + 0.01)
-    trail._trail_insert_by_orm(trip.id, [points[step] for step in (3, 0, 4, 1, 2)])
-    trail._trail_insert_by_orm(trip.id, [again])
-    read = list(TrailPoint.objects.filter(trip=trip))  # in the model's order
+    other = make_trip(rider, status="COMPLETED", driver=driver)
+    in_order = written_out_of_order(trip.id)
+    trail.trip_trail_record(trip_id=other.id, positions=[batch()[0]._replace(lat=10.0)])
 
-    assert [point.lat for point in read][2:4] == [points[2].lat, again.lat]
     assert measured_by_postgresql(trip.id) == pytest.approx(
         trail.trail_distance_m(trip.id), rel=1e-12
     )
     assert measured_by_postgresql(trip.id) == pytest.approx(
-        sum(distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(read)),
+        sum(distance_m(a.lat, a.lng, b.lat, b.lng) for a, b in itertools.pairwise(in_order)),
         rel=1e-12,
     )
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db
 def test_postgresql_measures_no_trail_and_a_single_point_as_nothing(rider, driver, make_trip):
     without_a_trail = make_trip(rider, status="COMPLETED", driver=driver)
     one_point = make_trip(rider, status="IN_PROGRESS", driver=driver)
-    trail._trail_insert_by_orm(one_point.id, batch()[:1])
+    trail.trip_trail_record(trip_id=one_point.id, positions=batch()[:1])
 
     assert measured_by_postgresql(without_a_trail.id) == 0
     assert measured_by_postgresql(one_point.id) == 0
