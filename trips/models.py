@@ -144,7 +144,7 @@ class Trip(models.Model):
 class TrailSegment(models.Model):
     """A stretch of a trip's trail: the driver's positions while the trip was active, as
     its driver's socket wrote them together. A row a point was most of the trail's cost
-    to PostgreSQL and five times its size on disk (docs/benchmarks.md, finding 100)."""
+    to PostgreSQL, and of its size on disk (docs/benchmarks.md, finding 100)."""
 
     # Indexed by `trail_segment_trip`.
     trip = models.ForeignKey(
