@@ -198,6 +198,12 @@ class Outbox(Generic[Item]):
     async def _write_while_open(self) -> None:
         try:
             while True:
+                # A cancel that a write lost still counts: Python 3.11's `wait_for`,
+                # under every command redis-py writes, can return instead of raising
+                # it (see `config.tasks.stopped`). The loop is closing, and a writer
+                # that went on would wait for items no one will put.
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError
                 if not self._waiting:
                     self._idle = asyncio.get_running_loop().create_future()
                     await self._idle

@@ -138,6 +138,29 @@ async def test_a_writer_cut_off_fails_what_it_carried_and_what_waited_and_the_ne
     assert writes.pipelines == [["a"], ["c"]]
 
 
+async def test_a_writer_whose_cancel_a_write_lost_still_ends():
+    """As when the loop closes while a subscription's writer is in redis-py's
+    `wait_for`, whose call has just finished: Python 3.11 then loses the cancel."""
+    calls: asyncio.Queue = asyncio.Queue()
+
+    async def write(items: list[str]) -> None:
+        call = asyncio.get_running_loop().create_future()
+        calls.put_nowait(call)
+        await asyncio.wait_for(call, 10)
+
+    outbox = Outbox(write)
+    sent = asyncio.create_task(outbox.put("a"))
+    call = await calls.get()
+    (writer,) = asyncio.all_tasks() - {asyncio.current_task(), sent}
+
+    call.set_result(None)
+    writer.cancel()
+    await _settled(asyncio.wait([writer]))
+
+    assert writer.cancelled()
+    assert await _settled(sent) is None  # its pipeline went through
+
+
 async def test_each_sender_gets_its_own_items_reply_when_the_write_gives_replies():
     pipelines: list[list[str]] = []
     release = asyncio.Event()
