@@ -61,6 +61,38 @@ def test_a_batch_is_one_segment_written_in_one_statement_and_read_as_it_came(
     assert trail.trail_points(other.id) == [as_read(position) for position in batch()[:2]]
 
 
+def test_the_api_gives_a_trail_s_points_oldest_first_with_every_field(
+    rider, driver, make_trip, client_for
+):
+    trip = make_trip(rider, status="IN_PROGRESS", driver=driver)
+    points = batch()
+    trail.trip_trail_record(trip_id=trip.id, positions=[points[2], points[3]])
+    trail.trip_trail_record(trip_id=trip.id, positions=[points[0], points[1]])
+
+    response = client_for(rider).get(f"/api/trip/{trip.id}/trail/")
+
+    assert response.status_code == 200
+    assert response.json()[:2] == [
+        {
+            "lat": 51.5007,
+            "lng": -0.1246,
+            "heading": 0.0,
+            "speed": None,
+            "accuracy": 4.25,
+            "measured_at": "2026-11-18T11:06:40.123457Z",
+        },
+        {
+            "lat": points[1].lat,
+            "lng": points[1].lng,
+            "heading": None,
+            "speed": 13.000000000000002,
+            "accuracy": None,
+            "measured_at": "2026-11-18T11:06:41.123458Z",
+        },
+    ]
+    assert [point["lat"] for point in response.json()] == [p.lat for p in points[:4]]
+
+
 @pytest.mark.parametrize("field", ["lat", "heading", "measured_at"])
 def test_a_point_that_is_not_finite_is_refused_and_nothing_is_written(
     rider, driver, make_trip, field
