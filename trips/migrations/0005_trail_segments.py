@@ -13,8 +13,9 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 SEGMENT_POINTS = 1_000
-# Rows read or written at a time.
-CHUNK = 2_000
+# Rows read from the database at a time, and segments written at a time.
+ROWS_READ = 2_000
+SEGMENTS_WRITTEN = 200
 
 
 def points_into_segments(apps, schema_editor):
@@ -23,7 +24,7 @@ def points_into_segments(apps, schema_editor):
     stored = (
         TrailPoint.objects.order_by("trip_id", "measured_at", "id")
         .values_list("trip_id", "lat", "lng", "heading", "speed", "accuracy", "measured_at")
-        .iterator(chunk_size=CHUNK)
+        .iterator(chunk_size=ROWS_READ)
     )
     segments = []
     for trip_id, points in groupby(stored, key=lambda point: point[0]):
@@ -32,7 +33,7 @@ def points_into_segments(apps, schema_editor):
             TrailSegment(trip_id=trip_id, points=trail[start : start + SEGMENT_POINTS])
             for start in range(0, len(trail), SEGMENT_POINTS)
         )
-        if len(segments) >= CHUNK // 10:
+        if len(segments) >= SEGMENTS_WRITTEN:
             TrailSegment.objects.bulk_create(segments)
             segments = []
     TrailSegment.objects.bulk_create(segments)
@@ -41,7 +42,7 @@ def points_into_segments(apps, schema_editor):
 def segments_into_points(apps, schema_editor):
     TrailPoint = apps.get_model("trips", "TrailPoint")
     TrailSegment = apps.get_model("trips", "TrailSegment")
-    segments = TrailSegment.objects.order_by("id").iterator(chunk_size=CHUNK // 10)
+    segments = TrailSegment.objects.order_by("id").iterator(chunk_size=SEGMENTS_WRITTEN)
     for segment in segments:
         TrailPoint.objects.bulk_create(
             TrailPoint(
