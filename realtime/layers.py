@@ -96,6 +96,11 @@ class PipelinedShardConnection(RedisSingleShardConnection):
         # channels_redis's loop, waiting for the subscription's bytes itself and handing
         # on every reply they complete.
         while True:
+            # A cancel that redis-py's `wait_for` lost as it connected and subscribed
+            # again still ends the reader, as it ends an outbox's writer (see
+            # `dispatch.redis_clients.Outbox`).
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError
             try:
                 if self._pubsub and self._pubsub.subscribed:
                     # What the parser holds first: a failure below may have left some.

@@ -472,6 +472,38 @@ async def test_a_subscription_cut_off_is_made_again_and_its_messages_arrive(redi
             pass  # what the group was sent while the subscription was made again
 
 
+async def test_a_reader_whose_cancel_a_reconnection_lost_still_ends(listener, monkeypatch):
+    """As when the loop closes while the subscription's reader is in redis-py's
+    `wait_for` of a reconnection, whose call has just finished: Python 3.11 then loses
+    the cancel."""
+    layer, _ = listener
+    (shard,) = layer._get_layer()._shards
+    calls: asyncio.Queue = asyncio.Queue()
+
+    async def nothing_read() -> bool:
+        return False  # the connection failed: redis-py's own read connects again
+
+    async def message_after_reconnecting(**_):
+        call = asyncio.get_running_loop().create_future()
+        calls.put_nowait(call)
+        await asyncio.wait_for(call, 10)
+
+    monkeypatch.setattr(shard, "_bytes_read", nothing_read)
+    monkeypatch.setattr(shard._pubsub, "get_message", message_after_reconnecting)
+    # Ends the read the reader is waiting in; it then reads the new way.
+    await layer.group_send("published", {"type": "x", "n": 1})
+    async with asyncio.timeout(5):
+        call = await calls.get()
+    reader = shard._receive_task
+
+    call.set_result(None)
+    reader.cancel()
+    async with asyncio.timeout(5):
+        await asyncio.wait([reader])
+
+    assert reader.cancelled()
+
+
 async def test_a_publishing_connection_cut_off_fails_its_batch_and_the_next_goes_anew(
     settings, redis_admin, listener
 ):
