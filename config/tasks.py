@@ -31,3 +31,12 @@ async def stopped(task: asyncio.Task) -> None:
                 task.result()
             return
     logger.error("%r did not end when cancelled %d times; going on without it", task, CANCELS)
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError in a task that was cancelled and is still running: a
+    long-lived loop's check before it goes round again. A cancel that `wait_for` lost
+    (see `stopped`) leaves the task's `cancelling()` count set, so the loop still ends
+    instead of waiting for what no one will send once its event loop is closing."""
+    if asyncio.current_task().cancelling():
+        raise asyncio.CancelledError

@@ -8,6 +8,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
+from config.tasks import raise_if_cancelled
+
 # A burst of sockets waits for a connection rather than failing with "Too many
 # connections" (redis-py's plain pool stops at 100 and raises).
 POOL_CONNECTIONS = 100
@@ -198,12 +200,9 @@ class Outbox(Generic[Item]):
     async def _write_while_open(self) -> None:
         try:
             while True:
-                # A cancel that a write lost still counts: Python 3.11's `wait_for`,
-                # under every command redis-py writes, can return instead of raising
-                # it (see `config.tasks.stopped`). The loop is closing, and a writer
-                # that went on would wait for items no one will put.
-                if asyncio.current_task().cancelling():
-                    raise asyncio.CancelledError
+                # The subscriptions' writes go through redis-py's `wait_for`, which
+                # can lose the closing loop's cancel.
+                raise_if_cancelled()
                 if not self._waiting:
                     self._idle = asyncio.get_running_loop().create_future()
                     await self._idle

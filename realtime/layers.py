@@ -46,6 +46,7 @@ from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.lean_asyncio import LeanQueue
+from config.tasks import raise_if_cancelled
 from dispatch.redis_clients import CommandWriter, Outbox
 
 logger = logging.getLogger(__name__)
@@ -96,11 +97,9 @@ class PipelinedShardConnection(RedisSingleShardConnection):
         # channels_redis's loop, waiting for the subscription's bytes itself and handing
         # on every reply they complete.
         while True:
-            # A cancel that redis-py's `wait_for` lost as it connected and subscribed
-            # again still ends the reader, as it ends an outbox's writer (see
-            # `dispatch.redis_clients.Outbox`).
-            if asyncio.current_task().cancelling():
-                raise asyncio.CancelledError
+            # redis-py connects and subscribes again through `wait_for`, which can lose
+            # the closing loop's cancel.
+            raise_if_cancelled()
             try:
                 if self._pubsub and self._pubsub.subscribed:
                     # What the parser holds first: a failure below may have left some.

@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from config import tasks
-from config.tasks import stopped
+from config.tasks import raise_if_cancelled, stopped
 
 
 @pytest.fixture
@@ -93,3 +93,26 @@ async def test_a_task_that_failed_says_so_as_it_is_stopped():
 
     with pytest.raises(RuntimeError, match="the sweeper broke"):
         await stopped(task)
+
+
+async def test_a_loop_that_checks_ends_on_the_cancel_wait_for_lost():
+    loop = asyncio.get_running_loop()
+    calls: asyncio.Queue = asyncio.Queue()
+    rounds = 0
+
+    async def for_the_process_life():
+        nonlocal rounds
+        while True:
+            raise_if_cancelled()
+            call = loop.create_future()
+            await calls.put(call)
+            await asyncio.wait_for(call, 10)
+            rounds += 1
+
+    task = asyncio.create_task(for_the_process_life())
+    (await calls.get()).set_result(None)
+    task.cancel()  # before the task resumes: wait_for loses it
+    done, _ = await asyncio.wait([task], timeout=5)
+
+    assert done and task.cancelled() and rounds == 1
+    assert raise_if_cancelled() is None  # a task not cancelled goes on
