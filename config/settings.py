@@ -142,11 +142,16 @@ REQUEST_THREADS = env_int("REQUEST_THREADS", 4)
 # waits for PostgreSQL, for a core and for the GIL many times as long as it computes
 # (8-11 ms against 0.6 ms in a busy hour), so a process needs many at once: as many as
 # the pool can give a connection while HTTP's request threads hold theirs
-# (docs/benchmarks.md, finding 94). Without a pool, as many as asyncio's executor.
+# (docs/benchmarks.md, finding 94), but no more than _SOCKET_THREADS_MAX: each
+# call in flight beyond what the load needs only makes the others wait longer for the
+# GIL and PostgreSQL (finding 102). Without a pool, as many as asyncio's executor.
+_SOCKET_THREADS_MAX = 12
 _pool = DATABASES["default"].get("OPTIONS", {}).get("pool")
 DATABASE_THREADS = env_int(
     "DATABASE_THREADS",
-    max(_pool["max_size"] - REQUEST_THREADS, 1) if _pool else min(32, (os.cpu_count() or 1) + 4),
+    min(max(_pool["max_size"] - REQUEST_THREADS, 1), _SOCKET_THREADS_MAX)
+    if _pool
+    else min(32, (os.cpu_count() or 1) + 4),
 )
 
 # --- Redis: channel layer and cache --------------------------------------------------

@@ -94,16 +94,17 @@ def threads_for_sockets(**env: str) -> int:
     return int(result.stdout.split()[-1])
 
 
-def test_sockets_database_threads_are_what_the_pool_leaves_http_requests():
+def test_sockets_database_threads_are_what_the_pool_leaves_http_requests_up_to_twelve():
     postgresql = "postgres://taxi@127.0.0.1:5432/taxi"
 
-    assert threads_for_sockets(DATABASE_URL=postgresql) == 20 - 4
+    assert threads_for_sockets(DATABASE_URL=postgresql) == 12
     assert (
-        threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="30", REQUEST_THREADS="6")
-        == 30 - 6
+        threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="14", REQUEST_THREADS="3")
+        == 14 - 3
     )
+    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="30") == 12
     assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_POOL_MAX="1") == 1
-    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_THREADS="9") == 9
+    assert threads_for_sockets(DATABASE_URL=postgresql, DATABASE_THREADS="16") == 16
 
 
 def test_without_a_pool_sockets_database_threads_are_as_many_as_asyncio_s_executor():
