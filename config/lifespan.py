@@ -1,5 +1,6 @@
 import asyncio
 import gc
+import logging
 
 from config.tasks import stopped
 
@@ -8,11 +9,15 @@ from config.tasks import stopped
 # and 10). See `garbage_collector_tuned`.
 COLLECTION_THRESHOLDS = (50_000, 5, 400)
 
+logger = logging.getLogger(__name__)
+
 
 class Lifespan:
-    """What every server process runs beside its requests: the sweeper that moves on
-    driver searches whose offers timed out (any process may take any search), and,
-    with Redis, the following of log-outs (`accounts.revocations`)."""
+    """What every server process does as it starts: it opens the database connections
+    its sockets keep, their statements prepared; and what it runs beside its requests:
+    the sweeper that moves on driver searches whose offers timed out (any process may
+    take any search), and, with Redis, the following of log-outs
+    (`accounts.revocations`)."""
 
     async def __call__(self, scope, receive, send):
         from accounts.sessions import revoked_sessions
@@ -22,6 +27,7 @@ class Lifespan:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await database_ready()
                 garbage_collector_tuned()
                 running.append(asyncio.create_task(searches_sweep_forever()))
                 if (revoked := revoked_sessions()) is not None:
@@ -32,6 +38,19 @@ class Lifespan:
                     await stopped(task)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def database_ready() -> None:
+    """The connections sockets' calls keep, opened and their statements prepared
+    before the process serves. A database that cannot be reached yet is no reason not
+    to start: each connection is then opened, and each statement prepared, on first
+    use."""
+    from realtime.database import kept_connections_prepared
+
+    try:
+        await kept_connections_prepared()
+    except Exception:
+        logger.warning("Preparing the database's connections failed", exc_info=True)
 
 
 def garbage_collector_tuned() -> None:

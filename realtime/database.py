@@ -16,6 +16,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.dispatch import receiver
 
 from config.hot_settings import hot_settings
+from config.postgresql.kept_plans import plans_prepared
 from realtime.delivery import jobs_collected, jobs_run
 
 # How long a kept connection serves calls before it goes back to the pool, whose rules
@@ -80,6 +81,18 @@ class KeptConnections:
 
     def __len__(self) -> int:
         return len(self._idle)
+
+    def prepared(self, count: int) -> None:
+        """Keep `count` connections more, each with the statements of the registered
+        warm-ups prepared on it (`config.postgresql.kept_plans.plans_prepared`)."""
+        taken = []
+        try:
+            for _ in range(count):
+                taken.append(self.take())  # the calling context's connection now
+                plans_prepared()
+        finally:
+            for kept in taken:
+                self.give_back(kept)
 
     def forget(self) -> None:
         """No call gets the connections kept so far: the next gives them back to the
@@ -221,6 +234,18 @@ def db(function):
         return result
 
     return call
+
+
+async def kept_connections_prepared() -> None:
+    """Open the connections sockets' calls keep, as many as its threads can use at
+    once, each with the sockets' hottest statements prepared: a process runs this as
+    it starts, so that its first steps under load do not all plan their statements
+    together (docs/benchmarks.md, finding 103)."""
+    if _on_sqlite():
+        return
+    count = min(settings.DATABASE_THREADS, hot_settings.DATABASE_CONNECTIONS_KEPT)
+    context = contextvars.copy_context()
+    await worker_threads.run(functools.partial(context.run, kept_connections.prepared, count))
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from config.composed_reads import (
     prepared,
     text_literal,
 )
-from config.postgresql.kept_plans import plan_kept
+from config.postgresql.kept_plans import plan_kept, warmed_by
 from trips.models import Trip
 
 _status = Trip._meta.get_field("status")
@@ -97,6 +97,12 @@ def user_with_active_trips(user_id) -> tuple[User | None, list[Trip]]:
     `trips_active_for`), in one statement: a socket's handshake with a token reads
     both (docs/benchmarks.md, finding 67). None and no trips if there is no such user."""
     return _user_with_active_trips(user_id)
+
+
+@warmed_by
+def _handshake_read_prepared() -> None:
+    """A handshake's read for a user who is not there."""
+    user_with_active_trips(0)
 
 
 def trips_requested_by(rider: User, request_id: str) -> list[Trip]:

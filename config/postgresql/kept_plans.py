@@ -10,7 +10,16 @@ be, so only statements written for it are marked.
 A rollback makes a connection forget what it prepared (psycopg deallocates it all, as
 a dropped table could otherwise leave a plan behind): a refused cancel, say, costs the
 next run of each statement on that connection one plan more.
+
+A connection's first run of a statement costs more than its plan: an accept's first on
+a connection took PostgreSQL 3.4 ms against 0.24 at the median, and a fresh process's
+connections all run their first steps together, under load (docs/benchmarks.md,
+finding 103). So the sockets' hottest statements are run once more, against no row,
+on each connection a process keeps before it serves (`plans_prepared`, run by
+`realtime.database.kept_connections_prepared`).
 """
+
+from collections.abc import Callable
 
 _marked: set[str] = set()
 
@@ -31,3 +40,20 @@ def plan_kept(sql: str) -> str:
 
 def is_plan_kept(sql) -> bool:
     return sql in _marked
+
+
+_warm_ups: list[Callable[[], None]] = []
+
+
+def warmed_by(warm_up: Callable[[], None]) -> Callable[[], None]:
+    """Register `warm_up`: it runs marked statements as their callers do, against no
+    row, and changes nothing."""
+    _warm_ups.append(warm_up)
+    return warm_up
+
+
+def plans_prepared() -> None:
+    """Every registered warm-up, on the calling context's connection: the statements
+    they run are prepared on it, and its backend has read what they read."""
+    for warm_up in _warm_ups:
+        warm_up()

@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections, transacti
 
 from accounts.models import User
 from realtime import database
-from realtime.database import db, kept_connections
+from realtime.database import db, kept_connections, kept_connections_prepared
 from realtime.delivery import after_commit
 
 
@@ -111,6 +111,34 @@ async def test_no_more_connections_are_kept_than_allowed(rider, kept, settings):
     assert len(kept) == 1
     # The other went back to the pool.
     assert sorted([one.connection is None, other.connection is None]) == [False, True]
+
+
+def statements_prepared_on(wrapper) -> set[str]:
+    with wrapper.connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return {statement for (statement,) in cursor.fetchall()}
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+async def test_a_starting_process_keeps_connections_with_the_warm_ups_statements_prepared(
+    rider, kept, settings
+):
+    settings.DATABASE_CONNECTIONS_KEPT = 3
+    connections[DEFAULT_DB_ALIAS].close_pool()  # none prepared by the tests before
+
+    await kept_connections_prepared()
+
+    meet = met_at_once(3)
+    taken = await asyncio.gather(*(db(connection_of(meet))() for _ in range(3)))
+    wrappers = {wrapper for _, _, wrapper, _ in taken}
+    assert len(wrappers) == 3
+    prepared = [statements_prepared_on(wrapper) for wrapper in wrappers]
+    # The accept's, the pick-up's and the drop-off's, and the handshake's read, on each.
+    for statements in prepared:
+        assert sum(statement.startswith("WITH t AS (UPDATE") for statement in statements) == 3
+        assert any('FROM "accounts_user" AS u' in statement for statement in statements)
+        assert statements == prepared[0]
 
 
 @postgresql_only

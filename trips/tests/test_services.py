@@ -12,11 +12,13 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config.postgresql.kept_plans import plans_prepared
+from config.tests.test_postgresql import prepared_statements
 from realtime.delivery import AVAILABLE_DRIVERS, DRIVERS_STILL_OFFERED, user_group
 from trips import errors, services
 from trips.events import Origin, trip_payload
 from trips.models import Trip
-from trips.selectors import trips_active_for
+from trips.selectors import trips_active_for, user_with_active_trips
 from trips.tests.conftest import trip_rows
 
 TRIPS = "/api/trip/"
@@ -747,6 +749,31 @@ class TestStepsInOneStatement:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_prepared_statements")
             assert cursor.fetchone() == (5,)
+
+    def test_the_warm_ups_prepare_a_round_s_steps_and_handshake_and_change_nothing(
+        self, rider, driver, make_trip, commits
+    ):
+        make_trip(rider, status="STARTED", driver=driver)  # a trip to leave alone
+        before = trip_rows()
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")  # whatever tests before prepared
+
+        plans_prepared()
+        warmed = set(prepared_statements())
+
+        assert trip_rows() == before
+        assert commits == []
+        # The accept's, the pick-up's and the drop-off's, and the handshake's read.
+        assert sum(statement.startswith("WITH t AS (UPDATE") for statement in warmed) == 3
+        assert any('FROM "accounts_user" AS u' in statement for statement in warmed)
+        Trip.objects.all().delete()
+        user_with_active_trips(rider.id)
+        trip, _ = services.trip_request(rider=rider, **REQUEST)
+        services.trip_accept(trip_id=trip.id, driver=driver)
+        for status in ("IN_PROGRESS", "COMPLETED"):
+            services.trip_advance(trip_id=trip.id, driver=driver, status=status)
+        # Only the request's insert, which no warm-up can run without making a trip.
+        assert len(set(prepared_statements()) - warmed) == 1
 
     def test_a_refused_step_changes_nothing(self, rider, driver, make_user, make_trip, commits):
         trip = make_trip(rider, status="STARTED", driver=driver)
