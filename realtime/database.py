@@ -237,10 +237,10 @@ def db(function):
 
 
 async def kept_connections_prepared() -> None:
-    """Open the connections sockets' calls keep, as many as its threads can use at
-    once, each with the sockets' hottest statements prepared: a process runs this as
-    it starts, so that its first steps under load do not all plan their statements
-    together (docs/benchmarks.md, finding 103)."""
+    """Open the connections sockets' calls keep (as many as are kept, and no more than
+    there are threads to use them), each with the sockets' hottest statements
+    prepared: a process runs this as it starts, so that its first steps under load do
+    not all plan their statements together (docs/benchmarks.md, finding 103)."""
     if _on_sqlite():
         return
     count = min(settings.DATABASE_THREADS, hot_settings.DATABASE_CONNECTIONS_KEPT)
