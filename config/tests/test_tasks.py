@@ -21,27 +21,36 @@ async def let_go():
     await asyncio.sleep(0)
 
 
-async def test_a_loop_whose_cancel_wait_for_lost_is_stopped(quick_cancels, let_go):
-    loop = asyncio.get_running_loop()
-    calls: asyncio.Queue = asyncio.Queue()
-    rounds = 0
+class Rounds:
+    """A long-lived loop, as a process runs: round after round until `let_go` is set,
+    it runs `each_round()` and then waits for a call through `wait_for`, as redis-py's
+    writes do. The test finishes each call (`calls`); `done` counts the rounds."""
 
-    async def for_the_process_life():
-        nonlocal rounds
-        while not let_go.is_set():
-            call = loop.create_future()
-            await calls.put(call)
+    def __init__(self, let_go: asyncio.Event, each_round=lambda: None):
+        self.let_go = let_go
+        self.each_round = each_round
+        self.calls: asyncio.Queue = asyncio.Queue()
+        self.done = 0
+
+    async def run(self) -> None:
+        while not self.let_go.is_set():
+            self.each_round()
+            call = asyncio.get_running_loop().create_future()
+            await self.calls.put(call)
             await asyncio.wait_for(call, 10)
-            rounds += 1
+            self.done += 1
 
-    task = asyncio.create_task(for_the_process_life())
+
+async def test_a_loop_whose_cancel_wait_for_lost_is_stopped(quick_cancels, let_go):
+    rounds = Rounds(let_go)
+    task = asyncio.create_task(rounds.run())
     # The call finishes and `stopped` cancels the task before it has resumed: Python
     # 3.11's wait_for then returns the call's result, and the loop goes round again.
-    (await calls.get()).set_result(None)
+    (await rounds.calls.get()).set_result(None)
 
     await stopped(task)
 
-    assert task.cancelled() and rounds == 1
+    assert task.cancelled() and rounds.done == 1
 
 
 class Stubborn:
@@ -95,24 +104,12 @@ async def test_a_task_that_failed_says_so_as_it_is_stopped():
         await stopped(task)
 
 
-async def test_a_loop_that_checks_ends_on_the_cancel_wait_for_lost():
-    loop = asyncio.get_running_loop()
-    calls: asyncio.Queue = asyncio.Queue()
-    rounds = 0
-
-    async def for_the_process_life():
-        nonlocal rounds
-        while True:
-            raise_if_cancelled()
-            call = loop.create_future()
-            await calls.put(call)
-            await asyncio.wait_for(call, 10)
-            rounds += 1
-
-    task = asyncio.create_task(for_the_process_life())
-    (await calls.get()).set_result(None)
+async def test_a_loop_that_checks_ends_on_the_cancel_wait_for_lost(let_go):
+    rounds = Rounds(let_go, each_round=raise_if_cancelled)
+    task = asyncio.create_task(rounds.run())
+    (await rounds.calls.get()).set_result(None)
     task.cancel()  # before the task resumes: wait_for loses it
     done, _ = await asyncio.wait([task], timeout=5)
 
-    assert done and task.cancelled() and rounds == 1
+    assert done and task.cancelled() and rounds.done == 1
     assert raise_if_cancelled() is None  # a task not cancelled goes on

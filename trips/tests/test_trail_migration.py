@@ -26,6 +26,12 @@ def migrated(targets):
     return executor.loader.project_state(targets).apps
 
 
+def points_stored(TrailPoint, trip_id) -> list[tuple]:
+    """A trip's points, a row each, in the order they were measured, then stored."""
+    points = TrailPoint.objects.filter(trip_id=trip_id).order_by("measured_at", "id")
+    return list(points.values_list(*FIELDS))
+
+
 @pytest.fixture
 def at_the_points_table():
     apps = migrated(BEFORE)
@@ -58,14 +64,7 @@ def test_points_move_into_segments_and_back_unchanged(
             accuracy=None,
             measured_at=start + timedelta(seconds=step),
         )
-    stored = {
-        of.id: list(
-            TrailPoint.objects.filter(trip_id=of.id)
-            .order_by("measured_at", "id")
-            .values_list(*FIELDS)
-        )
-        for of in (trip, other)
-    }
+    stored = {of.id: points_stored(TrailPoint, of.id) for of in (trip, other)}
     assert len(stored[trip.id]) == 5
 
     migrated(AFTER)
@@ -76,9 +75,4 @@ def test_points_move_into_segments_and_back_unchanged(
 
     TrailPoint = migrated(BEFORE).get_model("trips", "TrailPoint")
 
-    assert {
-        of: list(
-            TrailPoint.objects.filter(trip_id=of).order_by("measured_at", "id").values_list(*FIELDS)
-        )
-        for of in stored
-    } == stored
+    assert {of: points_stored(TrailPoint, of) for of in stored} == stored
